@@ -1,0 +1,62 @@
+"""Lint, then run the test suite once per Keras backend; non-zero exit on any failure.
+
+Usage: python scripts/test_all_backends.py [--backends tensorflow,jax,torch] [pytest args]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--no-lint", action="store_true")
+    args, pytest_args = parser.parse_known_args()
+
+    failed_steps = []
+    if not args.no_lint:
+        print("== ruff", flush=True)
+        if subprocess.call([sys.executable, "-m", "ruff", "check", "src", "tests", "scripts",
+                            "benchmarks"], cwd=ROOT):
+            failed_steps.append("ruff")
+
+    totals = {"passed": 0, "failed": 0, "skipped": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in args.backends.split(","):
+            print(f"== pytest, KERAS_BACKEND={backend}", flush=True)
+            xml = Path(tmp) / f"{backend}.xml"
+            env = dict(os.environ, KERAS_BACKEND=backend, PYTHONHASHSEED="0",
+                       TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
+            start = time.time()
+            code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                    f"--junitxml={xml}", *pytest_args], cwd=ROOT, env=env)
+            print(f"== {backend}: exit {code} in {time.time() - start:.0f}s", flush=True)
+            if code != 0:
+                failed_steps.append(f"pytest[{backend}]")
+            if xml.exists():
+                root = ET.parse(xml).getroot()
+                for suite in root.iter("testsuite"):
+                    tests = int(suite.get("tests", 0))
+                    fails = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+                    skips = int(suite.get("skipped", 0))
+                    totals["passed"] += tests - fails - skips
+                    totals["failed"] += fails
+                    totals["skipped"] += skips
+    if failed_steps:
+        print("failed:", ", ".join(failed_steps))
+    print(f"{totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
+    return 1 if failed_steps or totals["passed"] == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

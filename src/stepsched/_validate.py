@@ -1,0 +1,85 @@
+"""Argument checks shared by every constructor.
+
+Each check raises at construction time with a message that names the argument
+and the value received, so a bad schedule never turns into a NaN later.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+
+def number(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False,
+           allow_none: bool = False) -> float | None:
+    """Return ``value`` as a finite float, or raise naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if nonnegative and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def integer(name: str, value: Any, *, minimum: int | None = None,
+            allow_none: bool = False) -> int | None:
+    """Return ``value`` as an int, or raise naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``allowed``, or raise naming ``name``."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def number_list(name: str, values: Any, *, allow_durations: bool = False) -> list:
+    """A non-empty list of finite numbers (or durations when allowed)."""
+    from .durations import Duration
+
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a list of numbers, got {values!r}")
+    out = []
+    for i, v in enumerate(list(values)):
+        if allow_durations and isinstance(v, Duration):
+            out.append(v)
+        else:
+            out.append(number(f"{name}[{i}]", v))
+    if not out:
+        raise ValueError(f"{name} must not be empty")
+    return out
+
+
+def increasing(name: str, values: list) -> None:
+    """Raise unless the plain numbers in ``values`` are strictly increasing."""
+    from .durations import Duration
+
+    plain = [v for v in values if not isinstance(v, Duration)]
+    if len(plain) == len(values):
+        for i in range(1, len(values)):
+            if not values[i] > values[i - 1]:
+                raise ValueError(
+                    f"{name} must be strictly increasing; got {values[i - 1]!r} then "
+                    f"{values[i]!r} at positions {i - 1} and {i}"
+                )

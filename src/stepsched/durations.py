@@ -1,0 +1,96 @@
+"""Durations in the user's units: steps, epochs, or a fraction of the run.
+
+An ``int`` (or positive float) anywhere a duration is expected is a number of
+optimizer steps. ``epochs(x)`` and ``fraction(p)`` stay symbolic until they are
+resolved, either explicitly with ``schedule.resolve(steps_per_epoch=...,
+total_steps=...)`` or automatically at ``fit()`` time by any stepsched callback.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from . import _validate
+
+__all__ = ["Duration", "epochs", "fraction", "steps", "UnresolvedDurationError"]
+
+
+class UnresolvedDurationError(ValueError):
+    """A schedule with ``epochs(...)``/``fraction(...)`` was evaluated unresolved."""
+
+
+@keras.saving.register_keras_serializable(package="stepsched")
+class Duration:
+    """A symbolic duration; ``unit`` is ``"steps"``, ``"epochs"`` or ``"fraction"``."""
+
+    UNITS = ("steps", "epochs", "fraction")
+
+    def __init__(self, unit: str, value: float):
+        self.unit = _validate.choice("unit", unit, self.UNITS)
+        self.value = _validate.number(unit, value, positive=True)
+        if unit == "fraction" and self.value > 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {value!r}")
+
+    def to_steps(self, steps_per_epoch: float | None = None,
+                 total_steps: float | None = None) -> float:
+        """The number of steps this duration stands for."""
+        if self.unit == "steps":
+            return self.value
+        if self.unit == "epochs":
+            if steps_per_epoch is None:
+                raise UnresolvedDurationError(
+                    f"{self!r} needs steps_per_epoch: call schedule.resolve(steps_per_epoch=...) "
+                    "or add a stepsched callback (e.g. stepsched.callbacks.LearningRateLogger()) "
+                    "to fit() so it is resolved from fit's own parameters"
+                )
+            return self.value * steps_per_epoch
+        if total_steps is None:
+            raise UnresolvedDurationError(
+                f"{self!r} needs total_steps: call schedule.resolve(total_steps=...) "
+                "or add a stepsched callback (e.g. stepsched.callbacks.LearningRateLogger()) "
+                "to fit() so it is resolved from fit's own parameters"
+            )
+        return self.value * total_steps
+
+    def get_config(self) -> dict:
+        return {"unit": self.unit, "value": self.value}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Duration:
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Duration) and (self.unit, self.value) == (other.unit, other.value)
+
+    def __hash__(self) -> int:
+        return hash((self.unit, self.value))
+
+    def __repr__(self) -> str:
+        value = int(self.value) if self.value.is_integer() else self.value
+        return f"{self.unit}({value})"
+
+
+def steps(n: float) -> Duration:
+    """``n`` optimizer steps (the same as passing the number itself)."""
+    return Duration("steps", n)
+
+
+def epochs(n: float) -> Duration:
+    """``n`` epochs (fractional allowed), resolved from ``steps_per_epoch``."""
+    return Duration("epochs", n)
+
+
+def fraction(p: float) -> Duration:
+    """A fraction ``p`` in (0, 1] of the whole training run, resolved from ``total_steps``."""
+    return Duration("fraction", p)
+
+
+def duration_arg(name: str, value, *, allow_none: bool = False):
+    """Validate a duration argument: positive number of steps, a Duration, or None."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, Duration):
+        return value
+    if value is None:
+        raise ValueError(f"{name} must be a number of steps or a Duration, got None")
+    return _validate.number(name, value, positive=True)

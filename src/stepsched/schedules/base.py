@@ -1,0 +1,325 @@
+"""The ``Schedule`` base: one formula, two evaluators, Keras serialization.
+
+A subclass validates its arguments, hands them to ``Schedule.__init__`` (which
+keeps them for ``get_config``, ``__repr__`` and duration resolution) and writes
+its formula once in ``_formula(t, xp)``, where ``t`` is the piece's local step
+as a float array and ``xp`` is either the NumPy or the ``keras.ops`` evaluator.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import keras
+import numpy as np
+
+from ..durations import Duration
+from . import _math
+
+_Context = tuple  # (steps_per_epoch, total_steps)
+
+
+def _resolve(value: Any, ctx: _Context | None, deep: bool = False) -> Any:
+    """Durations to numbers of steps; child schedules resolved into copies if ``deep``."""
+    if isinstance(value, Duration):
+        spe, total = ctx if ctx is not None else (None, None)
+        return value.to_steps(spe, total)
+    if isinstance(value, Schedule):
+        return value.resolve(*(ctx or (None, None))) if deep else value
+    if isinstance(value, (list, tuple)):
+        return [_resolve(v, ctx, deep) for v in value]
+    return value
+
+
+def _is_symbolic(value: Any) -> bool:
+    if isinstance(value, Duration):
+        return value.unit != "steps"
+    if isinstance(value, Schedule):
+        return value.is_symbolic
+    if isinstance(value, (list, tuple)):
+        return any(_is_symbolic(v) for v in value)
+    return False
+
+
+def _serialize(value: Any) -> Any:
+    if isinstance(value, (Schedule, Duration)):
+        return keras.saving.serialize_keras_object(value)
+    if isinstance(value, (list, tuple)):
+        return [_serialize(v) for v in value]
+    return value
+
+
+def _deserialize(value: Any) -> Any:
+    if isinstance(value, dict) and "class_name" in value:
+        return keras.saving.deserialize_keras_object(value)
+    if isinstance(value, list):
+        return [_deserialize(v) for v in value]
+    return value
+
+
+def as_schedule(value: Any, name: str = "schedule") -> Schedule:
+    """A number becomes ``Constant(value)``; a Schedule passes through."""
+    if isinstance(value, Schedule):
+        return value
+    from .primitives import Constant
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Constant(value)
+    raise TypeError(f"{name} must be a stepsched Schedule or a number, got {value!r}")
+
+
+class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Base class of every stepsched schedule.
+
+    ``schedule(step)`` is the in-graph value (``keras.ops``, float32) at optimizer
+    step ``step``; ``schedule.at(steps)`` evaluates the same formula with NumPy.
+    """
+
+    def __init__(self, **args: Any):
+        self._args = dict(args)
+        self._ctx: _Context | None = None
+
+    # ----------------------------------------------------------- arguments
+    def arg(self, name: str) -> Any:
+        """The argument ``name`` with durations resolved to numbers of steps."""
+        return _resolve(self._args[name], self._ctx)
+
+    def _children(self) -> list[Schedule]:
+        out = []
+        for v in self._args.values():
+            if isinstance(v, Schedule):
+                out.append(v)
+            elif isinstance(v, (list, tuple)):
+                out.extend(x for x in v if isinstance(x, Schedule))
+        return out
+
+    @property
+    def duration(self) -> float | None:
+        """Length of this piece in steps (None = open-ended), durations resolved."""
+        if "duration" not in self._args:
+            return None
+        return self.arg("duration")
+
+    @property
+    def is_finite(self) -> bool:
+        """Whether the piece has a duration (known without resolving it)."""
+        return self._args.get("duration") is not None
+
+    @property
+    def is_symbolic(self) -> bool:
+        """True if any duration is in epochs or as a fraction of the run."""
+        return any(_is_symbolic(v) for v in self._args.values())
+
+    # ----------------------------------------------------------- resolution
+    def resolve(self, steps_per_epoch: float | None = None,
+                total_steps: float | None = None) -> Schedule:
+        """A concrete copy with ``epochs(...)``/``fraction(...)`` turned into steps."""
+        ctx = (steps_per_epoch, total_steps)
+        args = {k: _resolve(v, ctx, deep=True) for k, v in self._args.items()}
+        return type(self)(**args)
+
+    def bind(self, steps_per_epoch: float | None = None,
+             total_steps: float | None = None) -> None:
+        """Resolve durations in place (used at ``fit()`` time by stepsched callbacks)."""
+        self._ctx = (steps_per_epoch, total_steps)
+        self._on_bind()
+        for child in self._children():
+            child.bind(steps_per_epoch, total_steps)
+
+    def _on_bind(self) -> None:
+        """Hook for subclasses that cache anything derived from durations."""
+
+    # ----------------------------------------------------------- evaluation
+    def _formula(self, t, xp):
+        raise NotImplementedError
+
+    def _eval(self, t, xp, clip: bool = True):
+        """Value at local step ``t`` (float array); finite pieces hold their end value."""
+        duration = self.duration
+        if clip and duration is not None:
+            t = xp.minimum(t, duration)
+        return self._formula(t, xp)
+
+    def __call__(self, step):
+        ops = keras.ops
+        xp = _math.Graph(_math.graph_dtype())
+        step = ops.convert_to_tensor(step)
+        shape = ops.shape(step)
+        t = ops.reshape(ops.cast(step, xp.dtype), (-1,))
+        value = self._eval(t, xp)
+        value = ops.broadcast_to(ops.cast(value, xp.dtype), ops.shape(t))
+        return ops.cast(ops.reshape(value, shape), "float32")
+
+    def at(self, steps: Any) -> np.ndarray | np.float32:
+        """Values at ``steps`` (a step, a range or an array), computed with NumPy.
+
+        Returns float32, the same numbers the optimizer uses. A scalar step
+        gives a ``np.float32``.
+
+        >>> import stepsched as ss
+        >>> ss.Linear(0.0, 1.0, 10).at([0, 5, 10, 20]).tolist()
+        [0.0, 0.5, 1.0, 1.0]
+        """
+        if isinstance(steps, range):
+            arr = np.arange(steps.start, steps.stop, steps.step, dtype=np.float64)
+        else:
+            arr = np.asarray(steps)
+            if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+                raise TypeError(f"steps must be numbers, got dtype {arr.dtype}")
+            arr = arr.astype(np.float64)
+        if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0):
+            raise ValueError("steps must be finite and >= 0")
+        t = arr.reshape(-1)
+        value = np.broadcast_to(self._eval(t, _math.Host), t.shape).astype(np.float32)
+        if arr.ndim == 0:
+            return value[0]
+        return value.reshape(arr.shape)
+
+    # ----------------------------------------------------------- composition
+    def __rshift__(self, other: Any) -> Schedule:
+        from .compose import Sequence
+
+        return Sequence._join(self, as_schedule(other, "right operand of >>"))
+
+    def __rrshift__(self, other: Any) -> Schedule:
+        from .compose import Sequence
+
+        return Sequence._join(as_schedule(other, "left operand of >>"), self)
+
+    def __mul__(self, k: Any) -> Schedule:
+        from .compose import Affine
+
+        return Affine(self, scale=k)
+
+    __rmul__ = __mul__
+
+    def __add__(self, k: Any) -> Schedule:
+        from .compose import Affine
+
+        return Affine(self, offset=k)
+
+    __radd__ = __add__
+
+    def __sub__(self, k: Any) -> Schedule:
+        from .compose import Affine
+
+        if isinstance(k, bool) or not isinstance(k, (int, float)):
+            raise TypeError(f"can only subtract a number from a schedule, got {k!r}")
+        return Affine(self, offset=-k)
+
+    def __truediv__(self, k: Any) -> Schedule:
+        from .compose import Affine
+
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or k == 0:
+            raise ValueError(f"can only divide a schedule by a non-zero number, got {k!r}")
+        return Affine(self, scale=1.0 / k)
+
+    def clip(self, min: float | None = None, max: float | None = None) -> Schedule:  # noqa: A002
+        """Bound the values to ``[min, max]`` (either may be None)."""
+        from .compose import Clip
+
+        return Clip(self, min=min, max=max)
+
+    def per_update(self, accumulation_steps: int) -> Schedule:
+        """Count optimizer updates instead of micro-batches under gradient accumulation.
+
+        With ``gradient_accumulation_steps=k`` Keras feeds the schedule the
+        micro-batch counter ``c``; ``s.per_update(k)`` evaluates ``s`` at
+        ``c // k``, the number of completed updates.
+        """
+        from .compose import PerUpdate
+
+        return PerUpdate(self, accumulation_steps)
+
+    def plot(self, total_steps: int | None = None, ax=None, steps_per_epoch: int | None = None,
+             **kwargs):
+        """Draw the schedule with matplotlib; returns the Axes."""
+        from ..plotting import plot_schedule
+
+        return plot_schedule(self, total_steps, ax=ax, steps_per_epoch=steps_per_epoch, **kwargs)
+
+    # ----------------------------------------------------------- Keras API
+    def get_config(self) -> dict:
+        return {k: _serialize(v) for k, v in self._args.items()}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Schedule:
+        if not isinstance(config, dict):
+            raise TypeError(f"{cls.__name__} config must be a dict, got {type(config).__name__}")
+        return cls(**{k: _deserialize(v) for k, v in config.items()})
+
+    def __repr__(self) -> str:
+        try:
+            params = inspect.signature(type(self).__init__).parameters
+        except (TypeError, ValueError):  # pragma: no cover
+            params = {}
+        parts = []
+        for k, v in self._args.items():
+            p = params.get(k)
+            if p is not None and p.default is not inspect.Parameter.empty and _same(p.default, v):
+                continue
+            parts.append(f"{k}={_fmt(v)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    numeric = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, numeric) and isinstance(b, numeric):
+        return not isinstance(a, bool) and not isinstance(b, bool) and float(a) == float(b)
+    return type(a) is type(b) and a == b
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(int(v)) if v.is_integer() and abs(v) < 1e15 and v != 0 else f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return repr(v)
+
+
+class Recipe(Schedule):
+    """A schedule defined as a composition of other pieces.
+
+    Subclasses implement ``build()`` from their (resolved) arguments; the
+    recipe's config is its own arguments, its values those of the composition.
+    """
+
+    def build(self) -> Schedule:
+        raise NotImplementedError
+
+    def _built(self) -> Schedule:
+        cached = getattr(self, "_cache", None)
+        if cached is None or cached[0] != self._ctx:
+            cached = (self._ctx, self.build())
+            self._cache = cached
+        return cached[1]
+
+    def _on_bind(self) -> None:
+        self._cache = None
+
+    @property
+    def duration(self) -> float | None:
+        return self._built().duration
+
+    #: recipes that run forever set this to True (known without resolving durations)
+    open_ended = False
+
+    @property
+    def is_finite(self) -> bool:
+        return not self.open_ended
+
+    def _eval(self, t, xp, clip: bool = True):
+        return self._built()._eval(t, xp, clip)
+
+    def explain(self) -> Schedule:
+        """The composition this recipe stands for (durations resolved)."""
+        return self._built()
+
+
+def check_finite_piece(name: str, schedule: Schedule) -> None:
+    if not schedule.is_finite:
+        raise ValueError(f"{name} must have a finite duration, got the open-ended {schedule!r}")
+

@@ -1,0 +1,313 @@
+"""Composition: sequences, warmups, restarts, arithmetic, clipping, update counting."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from .. import _validate
+from ..durations import Duration, duration_arg
+from . import _math
+from .base import Schedule, as_schedule, check_finite_piece
+
+_register = keras.saving.register_keras_serializable(package="stepsched")
+
+
+@_register
+class Warmup(Schedule):
+    r"""A ramp from ``start`` to wherever the next piece begins.
+
+    Only meaningful inside a sequence (``Warmup(...) >> schedule``): the target
+    is the next piece's value at the join, so the join is continuous by
+    construction. Shapes (``u = t / duration``, ``T`` = target):
+
+    - ``"linear"``: :math:`\text{start} + (T - \text{start})\,u`
+    - ``"cosine"``: :math:`T + (\text{start} - T)\tfrac12(1 + \cos \pi u)`
+    - ``"exponential"``: :math:`\text{start}\,(T/\text{start})^{u}` (``start`` > 0)
+
+    >>> (Warmup(4) >> Constant(1.0)).at([0, 1, 2, 4]).tolist()
+    [0.0, 0.25, 0.5, 1.0]
+    """
+
+    SHAPES = ("linear", "cosine", "exponential")
+
+    def __init__(self, duration: int | Duration, start: float = 0.0, shape: str = "linear"):
+        shape = _validate.choice("shape", shape, self.SHAPES)
+        start = _validate.number("start", start)
+        if shape == "exponential" and start <= 0:
+            raise ValueError(f"start must be > 0 for shape='exponential', got {start!r}")
+        super().__init__(duration=duration_arg("duration", duration), start=start, shape=shape)
+
+    def _formula(self, t, xp):
+        raise ValueError(f"{self!r} has no piece after it to ramp to: "
+                         "write Warmup(...) >> schedule")
+
+    def ramp(self, t, xp, target: float):
+        start, shape = self.arg("start"), self.arg("shape")
+        u = xp.minimum(t / self.duration, 1.0)
+        if shape == "linear":
+            return start + (target - start) * u
+        if shape == "cosine":
+            return target + (start - target) * (0.5 * (1.0 + xp.cos(math.pi * u)))
+        if target <= 0:
+            raise ValueError(f"Warmup(shape='exponential') needs a positive target, but the "
+                             f"next piece begins at {target!r}")
+        return start * xp.exp(u * math.log(target / start))
+
+
+@_register
+class Sequence(Schedule):
+    """Pieces one after another: each runs for its duration, then the next begins.
+
+    ``relative=True``: each piece sees its own local step starting at 0 (optax
+    ``join_schedules``, torch ``SequentialLR``). ``relative=False``: every piece
+    sees the global step (the hand-written Keras / tf-models convention). Only
+    the last piece may be open-ended; a finite last piece holds its end value.
+    ``a >> b`` is ``Sequence([a, b])``. The active piece is found with one
+    ``searchsorted`` over the joins.
+
+    >>> (Constant(1.0, 2) >> Linear(1.0, 0.0, 2)).at(range(5)).tolist()
+    [1.0, 1.0, 1.0, 0.5, 0.0]
+    """
+
+    def __init__(self, pieces, relative: bool = True):
+        if isinstance(pieces, (Schedule, str, bytes)) or not hasattr(pieces, "__iter__"):
+            raise TypeError(f"pieces must be a list of schedules, got {pieces!r}")
+        pieces = [as_schedule(p, f"pieces[{i}]") for i, p in enumerate(pieces)]
+        if not pieces:
+            raise ValueError("pieces must not be empty")
+        for i, p in enumerate(pieces[:-1]):
+            if not p.is_finite:
+                raise ValueError(f"pieces[{i}] is open-ended ({p!r}); only the last piece "
+                                 "may run forever")
+        if isinstance(pieces[-1], Warmup):
+            raise ValueError("a Warmup cannot be the last piece: it ramps to the piece after it")
+        super().__init__(pieces=pieces, relative=_validate.boolean("relative", relative))
+
+    @classmethod
+    def _join(cls, a: Schedule, b: Schedule) -> Sequence:
+        def parts(s):
+            if isinstance(s, Sequence) and s.arg("relative"):
+                return list(s.arg("pieces"))
+            return [s]
+        return cls(parts(a) + parts(b))
+
+    @property
+    def duration(self) -> float | None:
+        pieces = self.arg("pieces")
+        if not pieces[-1].is_finite:
+            return None
+        return float(sum(p.duration for p in pieces))
+
+    @property
+    def is_finite(self) -> bool:
+        return self.arg("pieces")[-1].is_finite
+
+    def _starts(self) -> list[float]:
+        starts = [0.0]
+        for p in self.arg("pieces")[:-1]:
+            starts.append(starts[-1] + p.duration)
+        return starts
+
+    def _start_value(self, i: int, starts: list[float]) -> float:
+        piece = self.arg("pieces")[i]
+        if isinstance(piece, Warmup):
+            return piece.arg("start")
+        local = 0.0 if self.arg("relative") else starts[i]
+        return float(piece._eval(np.array([local]), _math.Host, clip=self.arg("relative"))[0])
+
+    def _formula(self, t, xp):
+        pieces, relative = self.arg("pieces"), self.arg("relative")
+        starts = self._starts()
+        last = pieces[-1].duration
+        ends = starts[1:] + [math.inf if last is None else starts[-1] + last]
+        columns = []
+        for i, piece in enumerate(pieces):
+            lo, hi = starts[i], ends[i]
+            ti = xp.maximum(t, lo) if math.isinf(hi) else xp.minimum(xp.maximum(t, lo), hi)
+            if isinstance(piece, Warmup):
+                columns.append(piece.ramp(ti - lo, xp, self._start_value(i + 1, starts)))
+            elif relative:
+                columns.append(piece._eval(ti - lo, xp))
+            else:
+                columns.append(piece._eval(ti, xp, clip=False))
+        if len(columns) == 1:
+            return columns[0]
+        return xp.select(columns, xp.bucket(starts[1:], t))
+
+    def __repr__(self) -> str:
+        if self.arg("relative"):
+            return " >> ".join(_paren(p) for p in self.arg("pieces"))
+        return super().__repr__()
+
+
+def _paren(s: Schedule) -> str:
+    r = repr(s)
+    return f"({r})" if " >> " in r or " * " in r or " + " in r else r
+
+
+@_register
+class Restarts(Schedule):
+    r"""Repeat a finite piece (SGDR, torch ``CosineAnnealingWarmRestarts``).
+
+    Cycle ``i`` lasts ``d * period_mult**i`` steps (the piece stretched to fit)
+    and is scaled by ``decay**i``; after ``limit`` cycles the final value holds.
+
+    .. math:: \eta(t) = \text{decay}^{i}\; p\!\left(\frac{t - S_i}{m^{i}}\right),\quad
+              S_i = d\,\frac{m^{i} - 1}{m - 1}\;(= d\,i \text{ if } m = 1)
+
+    >>> Restarts(Linear(1.0, 0.0, 2)).at(range(5)).tolist()
+    [1.0, 0.5, 1.0, 0.5, 1.0]
+    """
+
+    def __init__(self, piece: Schedule, period_mult: float = 1.0, decay: float = 1.0,
+                 limit: int | None = None):
+        piece = as_schedule(piece, "piece")
+        check_finite_piece("piece", piece)
+        super().__init__(piece=piece,
+                         period_mult=_validate.number("period_mult", period_mult, positive=True),
+                         decay=_validate.number("decay", decay, nonnegative=True),
+                         limit=_validate.integer("limit", limit, minimum=1, allow_none=True))
+        if self.arg("period_mult") < 1.0:
+            raise ValueError(f"period_mult must be >= 1, got {period_mult!r}")
+
+    def _cycle_start(self, i, xp):
+        d, m = self.arg("piece").duration, self.arg("period_mult")
+        if m == 1.0:
+            return d * i
+        return d * (xp.exp(i * math.log(m)) - 1.0) / (m - 1.0)
+
+    @property
+    def duration(self) -> float | None:
+        limit = self.arg("limit")
+        if limit is None:
+            return None
+        return float(self._cycle_start(float(limit), _math.Host))
+
+    @property
+    def is_finite(self) -> bool:
+        return self._args["limit"] is not None
+
+    def _formula(self, t, xp):
+        piece = self.arg("piece")
+        d, m, decay, limit = (piece.duration, self.arg("period_mult"), self.arg("decay"),
+                              self.arg("limit"))
+        if m == 1.0:
+            i = xp.floor(t / d)
+        else:
+            i = xp.floor(xp.log(1.0 + t * (m - 1.0) / d) / math.log(m))
+            # exact cycle index despite rounding in the logarithm
+            i = xp.where(t < self._cycle_start(i, xp), i - 1.0, i)
+            i = xp.where(t >= self._cycle_start(i + 1.0, xp), i + 1.0, i)
+            i = xp.maximum(i, 0.0)
+        if limit is not None:
+            i = xp.minimum(i, float(limit - 1))
+        scale = 1.0 if m == 1.0 else xp.exp(i * math.log(m))
+        local = (t - self._cycle_start(i, xp)) / scale
+        value = piece._eval(local, xp)
+        if decay != 1.0:
+            value = value * (xp.exp(i * math.log(decay)) if decay > 0 else xp.where(i > 0, 0.0, 1.0))
+        return value
+
+
+@_register
+class Affine(Schedule):
+    """``scale * schedule + offset`` (what ``s * k`` and ``s + k`` build)."""
+
+    def __init__(self, schedule: Schedule, scale: float = 1.0, offset: float = 0.0):
+        super().__init__(schedule=as_schedule(schedule),
+                         scale=_validate.number("scale", scale),
+                         offset=_validate.number("offset", offset))
+
+    @property
+    def duration(self):
+        return self.arg("schedule").duration
+
+    @property
+    def is_finite(self) -> bool:
+        return self.arg("schedule").is_finite
+
+    def _eval(self, t, xp, clip: bool = True):
+        value = self.arg("schedule")._eval(t, xp, clip)
+        return value * self.arg("scale") + self.arg("offset")
+
+    def __repr__(self) -> str:
+        r = _paren(self.arg("schedule"))
+        if self.arg("scale") != 1.0:
+            r = f"{r} * {self.arg('scale'):g}"
+        if self.arg("offset") != 0.0:
+            r = f"{r} + {self.arg('offset'):g}"
+        return r
+
+
+@_register
+class Clip(Schedule):
+    """The schedule bounded to ``[min, max]`` (what ``s.clip(min, max)`` builds)."""
+
+    def __init__(self, schedule: Schedule, min: float | None = None,  # noqa: A002
+                 max: float | None = None):  # noqa: A002
+        lo = _validate.number("min", min, allow_none=True)
+        hi = _validate.number("max", max, allow_none=True)
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min must be <= max, got min={lo!r}, max={hi!r}")
+        super().__init__(schedule=as_schedule(schedule), min=lo, max=hi)
+
+    @property
+    def duration(self):
+        return self.arg("schedule").duration
+
+    @property
+    def is_finite(self) -> bool:
+        return self.arg("schedule").is_finite
+
+    def _eval(self, t, xp, clip: bool = True):
+        value = self.arg("schedule")._eval(t, xp, clip)
+        if self.arg("min") is not None:
+            value = xp.maximum(value, self.arg("min"))
+        if self.arg("max") is not None:
+            value = xp.minimum(value, self.arg("max"))
+        return value
+
+
+@_register
+class PerUpdate(Schedule):
+    """Evaluate ``schedule`` at ``step // accumulation_steps`` (optimizer updates).
+
+    Under ``gradient_accumulation_steps=k`` Keras passes the micro-batch count;
+    the update with index ``u`` is applied at micro-batch ``(u + 1) k - 1``,
+    where this gives ``schedule(u)``. Durations inside ``schedule`` count
+    updates; epochs and fractions are resolved accordingly.
+    """
+
+    def __init__(self, schedule: Schedule, accumulation_steps: int):
+        super().__init__(schedule=as_schedule(schedule),
+                         accumulation_steps=_validate.integer("accumulation_steps",
+                                                              accumulation_steps, minimum=1))
+
+    def bind(self, steps_per_epoch=None, total_steps=None) -> None:
+        self._ctx = (steps_per_epoch, total_steps)
+        k = self.arg("accumulation_steps")
+        self.arg("schedule").bind(None if steps_per_epoch is None else steps_per_epoch / k,
+                                  None if total_steps is None else total_steps / k)
+
+    def resolve(self, steps_per_epoch=None, total_steps=None) -> Schedule:
+        k = self.arg("accumulation_steps")
+        inner = self.arg("schedule").resolve(
+            None if steps_per_epoch is None else steps_per_epoch / k,
+            None if total_steps is None else total_steps / k)
+        return PerUpdate(inner, k)
+
+    @property
+    def duration(self):
+        d = self.arg("schedule").duration
+        return None if d is None else d * self.arg("accumulation_steps")
+
+    @property
+    def is_finite(self) -> bool:
+        return self.arg("schedule").is_finite
+
+    def _eval(self, t, xp, clip: bool = True):
+        k = float(self.arg("accumulation_steps"))
+        return self.arg("schedule")._eval(xp.floor(t / k), xp, clip)
