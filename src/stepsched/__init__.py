@@ -39,3 +39,10 @@ __all__ = [
     "ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay", "InverseTimeDecay",
     "CosineDecay", "CosineDecayRestarts",
 ]
+
+from . import callbacks  # noqa: E402
+
+# Each feature area appends its public names below its own marker.
+# --- recipes ---
+# --- finder ---
+# --- plotting ---
