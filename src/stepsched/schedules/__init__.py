@@ -2,6 +2,7 @@
 
 from .base import Recipe, Schedule
 from .compose import Affine, Clip, PerUpdate, Restarts, Sequence, Warmup
+from .extra import InversePower, KDecay, Rex, SqrtDecay, TanhDecay
 from .keras_compat import (
     CosineDecay,
     CosineDecayRestarts,
@@ -11,6 +12,15 @@ from .keras_compat import (
     PolynomialDecay,
 )
 from .primitives import Constant, Cosine, Exponential, Interpolate, Linear, Piecewise, Polynomial
+from .recipes import (
+    Cyclic,
+    InverseSqrt,
+    Noam,
+    OneCycle,
+    OneCycleMomentum,
+    WarmupCosine,
+    WarmupStableDecay,
+)
 
 __all__ = [
     "Schedule", "Recipe",
@@ -18,4 +28,6 @@ __all__ = [
     "Sequence", "Warmup", "Restarts", "Affine", "Clip", "PerUpdate",
     "ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay", "InverseTimeDecay",
     "CosineDecay", "CosineDecayRestarts",
+    "OneCycle", "OneCycleMomentum", "Cyclic", "WarmupCosine", "WarmupStableDecay", "InverseSqrt",
+    "Noam", "InversePower", "SqrtDecay", "KDecay", "TanhDecay", "Rex",
 ]

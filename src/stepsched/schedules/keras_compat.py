@@ -86,7 +86,7 @@ class PolynomialDecay(Schedule):
         d = self.arg("decay_steps")
         if self.arg("cycle"):
             horizon = d * xp.maximum(xp.ceil(t / d), 1.0)
-            frac = 1.0 - t / horizon
+            frac = (horizon - t) / horizon
         else:
             return Polynomial(start, end, d, self.arg("power"))._eval(t, xp)
         return (start - end) * xp.power(xp.maximum(frac, 0.0), self.arg("power")) + end

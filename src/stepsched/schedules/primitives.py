@@ -70,9 +70,10 @@ class Cosine(Schedule):
 
     def _formula(self, t, xp):
         start, end, p = self.arg("start"), self.arg("end"), self.arg("exponent")
-        c = 0.5 * (1.0 + xp.cos(math.pi * (t / self.duration)))
+        half = xp.cos((0.5 * math.pi) * (t / self.duration))
+        c = half * half  # = (1 + cos(pi u)) / 2, exactly 0 at the end (a power keeps it 0)
         if p != 1.0:
-            c = xp.power(xp.maximum(c, 0.0), p)
+            c = xp.power(c, p)
         return end + (start - end) * c
 
 
@@ -140,7 +141,7 @@ class Polynomial(Schedule):
 
     def _formula(self, t, xp):
         start, end, power = self.arg("start"), self.arg("end"), self.arg("power")
-        frac = xp.maximum(1.0 - t / self.duration, 0.0)
+        frac = xp.maximum((self.duration - t) / self.duration, 0.0)  # exactly 0 at the end
         return end + (start - end) * (xp.power(frac, power) if power != 1.0 else frac)
 
 
