@@ -309,3 +309,37 @@ def test_at_rejects_bad_steps():
 def test_standalone_warmup_has_clear_error():
     with pytest.raises(ValueError, match="Warmup"):
         ss.Warmup(10).at(0)
+
+
+def test_arithmetic_folds_instead_of_nesting():
+    s = ss.Linear(1.0, 0.0, 10)
+    folded = s
+    for _ in range(1000):
+        folded = folded * 1.0 + 0.0
+    assert isinstance(folded.arg("schedule"), ss.Linear)
+    np.testing.assert_array_equal(folded.at(range(12)), s.at(range(12)))
+    assert ((s * 2 + 1) * 3).at(0) == pytest.approx(9.0)
+
+
+def _nested_config(levels):
+    inner = keras.saving.serialize_keras_object(ss.Linear(1.0, 0.0, 10))
+    for _ in range(levels):
+        inner = {"module": "stepsched.schedules.compose", "class_name": "Clip",
+                 "registered_name": "stepsched>Clip",
+                 "config": {"schedule": inner, "min": None, "max": None}}
+    return inner
+
+
+def test_deeply_nested_config_is_refused_cleanly():
+    with pytest.raises(ValueError, match="nested"):
+        keras.saving.deserialize_keras_object(_nested_config(1000))
+    assert keras.saving.deserialize_keras_object(_nested_config(20)).at(5) == pytest.approx(0.5)
+
+
+def test_unknown_and_wrong_typed_config_keys():
+    with pytest.raises(TypeError, match="unknown keys"):
+        ss.Linear.from_config({"start": 1.0, "end": 0.0, "duration": 5, "evil": 1})
+    with pytest.raises(TypeError, match="start"):
+        ss.Linear.from_config({"start": "1.0", "end": 0.0, "duration": 5})
+    with pytest.raises(TypeError, match="config must be a dict"):
+        ss.Linear.from_config([1, 2])

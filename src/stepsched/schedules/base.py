@@ -190,14 +190,14 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
     def __mul__(self, k: Any) -> Schedule:
         from .compose import Affine
 
-        return Affine(self, scale=k)
+        return Affine.of(self, scale=k)
 
     __rmul__ = __mul__
 
     def __add__(self, k: Any) -> Schedule:
         from .compose import Affine
 
-        return Affine(self, offset=k)
+        return Affine.of(self, offset=k)
 
     __radd__ = __add__
 
@@ -206,14 +206,14 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
         if isinstance(k, bool) or not isinstance(k, (int, float)):
             raise TypeError(f"can only subtract a number from a schedule, got {k!r}")
-        return Affine(self, offset=-k)
+        return Affine.of(self, offset=-k)
 
     def __truediv__(self, k: Any) -> Schedule:
         from .compose import Affine
 
         if isinstance(k, bool) or not isinstance(k, (int, float)) or k == 0:
             raise ValueError(f"can only divide a schedule by a non-zero number, got {k!r}")
-        return Affine(self, scale=1.0 / k)
+        return Affine.of(self, scale=1.0 / k)
 
     def clip(self, min: float | None = None, max: float | None = None) -> Schedule:  # noqa: A002
         """Bound the values to ``[min, max]`` (either may be None)."""
@@ -247,6 +247,15 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
     def from_config(cls, config: dict) -> Schedule:
         if not isinstance(config, dict):
             raise TypeError(f"{cls.__name__} config must be a dict, got {type(config).__name__}")
+        depth = _depth(config)
+        if depth > MAX_CONFIG_DEPTH:
+            raise ValueError(f"{cls.__name__} config is nested {depth} levels deep; at most "
+                             f"{MAX_CONFIG_DEPTH} are accepted")
+        params = inspect.signature(cls.__init__).parameters
+        unknown = sorted(k for k in config if k not in params or k == "self")
+        if unknown:
+            raise TypeError(f"{cls.__name__} config has unknown keys {unknown}; accepted: "
+                            f"{[p for p in params if p != 'self']}")
         return cls(**{k: _deserialize(v) for k, v in config.items()})
 
     def __repr__(self) -> str:
@@ -261,6 +270,27 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
                 continue
             parts.append(f"{k}={_fmt(v)}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+
+MAX_CONFIG_DEPTH = 200
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of dicts/lists, computed without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, dict):
+            items = item.values()
+        elif isinstance(item, (list, tuple)):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, d)
+        if deepest > MAX_CONFIG_DEPTH:
+            return deepest
+        stack.extend((x, d + 1) for x in items)
+    return deepest
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -221,6 +221,16 @@ class Affine(Schedule):
                          scale=_validate.number("scale", scale),
                          offset=_validate.number("offset", offset))
 
+    @classmethod
+    def of(cls, schedule: Schedule, scale: float = 1.0, offset: float = 0.0) -> Affine:
+        """``scale * schedule + offset``, folding into ``schedule`` if it is already affine."""
+        scale = _validate.number("scale", scale)
+        offset = _validate.number("offset", offset)
+        if isinstance(schedule, Affine):
+            return cls(schedule.arg("schedule"), scale=schedule.arg("scale") * scale,
+                       offset=schedule.arg("offset") * scale + offset)
+        return cls(schedule, scale=scale, offset=offset)
+
     @property
     def duration(self):
         return self.arg("schedule").duration
