@@ -6,11 +6,24 @@ runs it with ``keras.ops`` inside the traced train step (``schedule(step)``).
 Only operations that trace on TensorFlow (incl. XLA), JAX and torch are used:
 no Python branching on values, and piece look-ups are ``searchsorted`` +
 ``take`` rather than chains of conditionals.
+
+Precision: TensorFlow and torch compute in float64 in-graph. JAX (without x64)
+has only float32, which cannot hold integer steps above 2**24 exactly; there the
+step is carried as an exact int32 (``ExactStep``) through whole-number shifts,
+clipping, floor division and cycle look-ups, so periodic schedules keep their
+phase up to step 2**31 - 1. Smooth formulas see it as float32.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+INT32_MAX = 2**31 - 1
+
+
+def _whole(c) -> bool:
+    return isinstance(c, (int, float)) and not isinstance(c, bool) and float(c).is_integer() \
+        and abs(c) <= INT32_MAX
 
 
 class Host:
@@ -33,10 +46,11 @@ class Host:
     ceil = staticmethod(np.ceil)
     abs = staticmethod(np.abs)
     tanh = staticmethod(np.tanh)
+    power = staticmethod(np.power)
 
     @staticmethod
-    def power(x, y):
-        return np.power(x, y)
+    def float(t):
+        return t
 
     @staticmethod
     def bucket(boundaries, t):
@@ -53,6 +67,85 @@ class Host:
         stacked = np.stack([np.broadcast_to(c, index.shape) for c in columns])
         return np.take_along_axis(stacked, index[None, :], axis=0)[0]
 
+    @staticmethod
+    def floordiv(t, d):
+        """``(i, t - i * d)`` with ``i = floor(t / d)`` (i as float)."""
+        i = np.floor(t / d)
+        return i, t - i * d
+
+    @staticmethod
+    def quotient(t, k):
+        """``floor(t / k)`` as a step."""
+        return np.floor(t / k)
+
+    @staticmethod
+    def cycles(t, starts):
+        """``(i, t - starts[i])`` where ``starts[i] <= t < starts[i + 1]`` (i an index)."""
+        i = np.searchsorted(np.asarray(starts[1:], np.float64), t, side="right")
+        return i, t - np.asarray(starts, np.float64)[i]
+
+
+class ExactStep:
+    """A step held exactly as an int32 tensor (JAX without x64).
+
+    Whole-number shifts stay exact; any other arithmetic sees it as float32.
+    """
+
+    def __init__(self, n, graph: Graph):
+        self.n = n
+        self.graph = graph
+
+    def as_float(self):
+        return self.graph.ops.cast(self.n, self.graph.dtype)
+
+    def __jax_array__(self):
+        return self.as_float()
+
+    @property
+    def shape(self):
+        return self.graph.ops.shape(self.n)
+
+    def __sub__(self, c):
+        if _whole(c):
+            return ExactStep(self.n - int(c), self.graph)
+        return self.as_float() - c
+
+    def __add__(self, c):
+        if _whole(c):
+            return ExactStep(self.n + int(c), self.graph)
+        return self.as_float() + c
+
+    __radd__ = __add__
+
+    def __rsub__(self, c):
+        return c - self.as_float()
+
+    def __mul__(self, c):
+        return self.as_float() * c
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, c):
+        return self.as_float() / c
+
+    def __rtruediv__(self, c):
+        return c / self.as_float()
+
+    def __neg__(self):
+        return -self.as_float()
+
+    def __lt__(self, c):
+        return self.as_float() < c
+
+    def __le__(self, c):
+        return self.as_float() <= c
+
+    def __gt__(self, c):
+        return self.as_float() > c
+
+    def __ge__(self, c):
+        return self.as_float() >= c
+
 
 class Graph:
     """``keras.ops`` on the active backend; float64 where the backend allows it."""
@@ -62,26 +155,98 @@ class Graph:
 
         self.ops = ops
         self.dtype = dtype
-        self.where = ops.where
-        self.minimum = ops.minimum
-        self.maximum = ops.maximum
-        self.cos = ops.cos
-        self.exp = ops.exp
-        self.log = ops.log
-        self.sqrt = ops.sqrt
-        self.floor = ops.floor
-        self.ceil = ops.ceil
-        self.abs = ops.abs
-        self.tanh = ops.tanh
+        self.exact = dtype == "float32"
+
+    def _f(self, x):
+        return x.as_float() if isinstance(x, ExactStep) else x
+
+    def step(self, step):
+        """The evaluator's view of an integer step tensor (flattened)."""
+        ops = self.ops
+        import keras
+
+        step = ops.reshape(step, (-1,))
+        if self.exact and "int" in keras.backend.standardize_dtype(step.dtype):
+            return ExactStep(ops.cast(step, "int32"), self)
+        return ops.cast(step, self.dtype)
+
+    def float(self, t):
+        return self._f(t)
 
     def const(self, x):
         return self.ops.convert_to_tensor(np.asarray(x, dtype=self.dtype))
 
+    def where(self, c, a, b):
+        return self.ops.where(c, self._t(a), self._t(b))
+
+    # minimum, maximum and floor are written with where/mod: keras.ops.minimum,
+    # maximum, floor and ceil return float32 for float64 inputs on torch.
+    def _t(self, x):
+        x = self._f(x)
+        return x if hasattr(x, "shape") else self.const(x)
+
+    def _is_int(self, x) -> bool:
+        import keras
+
+        return hasattr(x, "dtype") and "int" in keras.backend.standardize_dtype(x.dtype)
+
+    def minimum(self, a, b):
+        if isinstance(a, ExactStep) and _whole(b):
+            return ExactStep(self.ops.minimum(a.n, int(b)), self)
+        if self._is_int(a):  # an index
+            return self.ops.minimum(a, b)
+        a, b = self._t(a), self._t(b)
+        return self.ops.where(a < b, a, b)
+
+    def maximum(self, a, b):
+        if isinstance(a, ExactStep) and _whole(b):
+            return ExactStep(self.ops.maximum(a.n, int(b)), self)
+        if self._is_int(a):  # an index
+            return self.ops.maximum(a, b)
+        a, b = self._t(a), self._t(b)
+        return self.ops.where(a > b, a, b)
+
+    def floor(self, x):
+        if isinstance(x, ExactStep):
+            return x
+        x = self._t(x)
+        return x - self.ops.mod(x, self.const(1.0))
+
+    def ceil(self, x):
+        return x if isinstance(x, ExactStep) else -self.floor(-self._f(x))
+
+    def cos(self, x):
+        return self.ops.cos(self._f(x))
+
+    def exp(self, x):
+        return self.ops.exp(self._f(x))
+
+    def log(self, x):
+        return self.ops.log(self._f(x))
+
+    def sqrt(self, x):
+        return self.ops.sqrt(self._f(x))
+
+    def abs(self, x):
+        return self.ops.abs(self._f(x))
+
+    def tanh(self, x):
+        return self.ops.tanh(self._f(x))
+
     def power(self, x, y):
-        return self.ops.power(self.const(x) if not hasattr(x, "shape") else x,
-                              self.const(y) if not hasattr(y, "shape") else y)
+        x, y = self._f(x), self._f(y)
+        return self.ops.power(x if hasattr(x, "shape") else self.const(x),
+                              y if hasattr(y, "shape") else self.const(y))
 
     def bucket(self, boundaries, t):
+        if isinstance(t, ExactStep):
+            # for an integer n: b <= n  <=>  ceil(b) <= n
+            edges = np.ceil(np.asarray(boundaries, np.float64))
+            edges = edges[edges <= INT32_MAX]  # never reached by an int32 step
+            if edges.size == 0:
+                return self.ops.zeros_like(t.n)
+            return self.ops.searchsorted(self.ops.convert_to_tensor(edges.astype("int32")),
+                                         t.n, side="right")
         return self.ops.searchsorted(self.const(boundaries), t, side="right")
 
     def gather(self, values, index):
@@ -89,9 +254,32 @@ class Graph:
 
     def select(self, columns, index):
         ops = self.ops
-        stacked = ops.stack([ops.broadcast_to(ops.cast(c, self.dtype), ops.shape(index))
+        stacked = ops.stack([ops.broadcast_to(ops.cast(self._f(c), self.dtype), ops.shape(index))
                              for c in columns])
         return ops.take_along_axis(stacked, ops.expand_dims(index, 0), axis=0)[0]
+
+    def floordiv(self, t, d):
+        if isinstance(t, ExactStep) and _whole(d) and d >= 1:
+            i = t.n // int(d)
+            return self.ops.cast(i, self.dtype), ExactStep(t.n - i * int(d), self)
+        i = self.floor(self._f(t) / d)
+        return i, self._f(t) - i * d
+
+    def quotient(self, t, k):
+        if isinstance(t, ExactStep) and _whole(k) and k >= 1:
+            return ExactStep(t.n // int(k), self)
+        return self.floor(self._f(t) / k)
+
+    def cycles(self, t, starts):
+        i = self.bucket(starts[1:], t)
+        starts = np.asarray(starts, np.float64)
+        if isinstance(t, ExactStep):
+            whole = np.minimum(np.floor(starts), INT32_MAX).astype("int32")
+            shift = self.ops.take(self.ops.convert_to_tensor(whole), i, axis=0)
+            local = self.ops.cast(t.n - shift, self.dtype) - self.gather(starts - whole, i)
+        else:
+            local = t - self.gather(starts, i)
+        return i, local
 
 
 def graph_dtype() -> str:
@@ -103,3 +291,10 @@ def graph_dtype() -> str:
 
         return "float64" if jax.config.jax_enable_x64 else "float32"
     return "float64"
+
+
+def max_step(t) -> float:
+    """Largest step the evaluator can be asked about (for sizing look-up tables)."""
+    if isinstance(t, np.ndarray):
+        return float(t.max()) if t.size else 0.0
+    return float(INT32_MAX) if isinstance(t, ExactStep) else 2.0**53

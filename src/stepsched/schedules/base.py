@@ -146,9 +146,9 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         xp = _math.Graph(_math.graph_dtype())
         step = ops.convert_to_tensor(step)
         shape = ops.shape(step)
-        t = ops.reshape(ops.cast(step, xp.dtype), (-1,))
+        t = xp.step(step)
         value = self._eval(t, xp)
-        value = ops.broadcast_to(ops.cast(value, xp.dtype), ops.shape(t))
+        value = ops.broadcast_to(ops.cast(xp.float(value), xp.dtype), ops.shape(xp.float(t)))
         return ops.cast(ops.reshape(value, shape), "float32")
 
     def at(self, steps: Any) -> np.ndarray | np.float32:

@@ -179,6 +179,19 @@ class Restarts(Schedule):
             return d * i
         return d * (xp.exp(i * math.log(m)) - 1.0) / (m - 1.0)
 
+    def _start_table(self, horizon: float) -> list[float] | None:
+        """Cycle starts S_0 = 0, S_1, ... past ``horizon`` (None if too many to tabulate)."""
+        d, m, limit = self.arg("piece").duration, self.arg("period_mult"), self.arg("limit")
+        starts, length = [0.0], d
+        while (starts[-1] <= horizon if limit is None else len(starts) < limit):
+            starts.append(starts[-1] + length)
+            length *= m
+            if len(starts) > self.MAX_TABLE:
+                return None
+        return starts
+
+    MAX_TABLE = 4096
+
     @property
     def duration(self) -> float | None:
         limit = self.arg("limit")
@@ -195,20 +208,35 @@ class Restarts(Schedule):
         d, m, decay, limit = (piece.duration, self.arg("period_mult"), self.arg("decay"),
                               self.arg("limit"))
         if m == 1.0:
-            i = xp.floor(t / d)
+            i, local = xp.floordiv(t, d)
+            if limit is not None:
+                last = float(limit - 1)
+                local = xp.where(i > last, xp.float(t - last * d), local)
+                i = xp.minimum(i, last)
         else:
-            i = xp.floor(xp.log(1.0 + t * (m - 1.0) / d) / math.log(m))
-            # exact cycle index despite rounding in the logarithm
-            i = xp.where(t < self._cycle_start(i, xp), i - 1.0, i)
-            i = xp.where(t >= self._cycle_start(i + 1.0, xp), i + 1.0, i)
-            i = xp.maximum(i, 0.0)
-        if limit is not None:
-            i = xp.minimum(i, float(limit - 1))
-        scale = 1.0 if m == 1.0 else xp.exp(i * math.log(m))
-        local = (t - self._cycle_start(i, xp)) / scale
+            table = self._start_table(_math.max_step(t))
+            if table is not None:
+                index, local = xp.cycles(t, table)
+                n = len(table)
+                local = local / xp.gather([m**k for k in range(n)], index)
+                value = piece._eval(local, xp)
+                if decay != 1.0:
+                    value = value * xp.gather([decay**k for k in range(n)], index)
+                return value
+            else:  # very many short cycles: closed form, cycle index fixed up after rounding
+                t = xp.float(t)
+                i = xp.floor(xp.log(1.0 + t * (m - 1.0) / d) / math.log(m))
+                i = xp.where(t < self._cycle_start(i, xp), i - 1.0, i)
+                i = xp.where(t >= self._cycle_start(i + 1.0, xp), i + 1.0, i)
+                i = xp.maximum(i, 0.0)
+                if limit is not None:
+                    i = xp.minimum(i, float(limit - 1))
+                local = t - self._cycle_start(i, xp)
+            local = local / xp.exp(i * math.log(m))
         value = piece._eval(local, xp)
         if decay != 1.0:
-            value = value * (xp.exp(i * math.log(decay)) if decay > 0 else xp.where(i > 0, 0.0, 1.0))
+            factor = xp.exp(i * math.log(decay)) if decay > 0 else xp.where(i > 0, 0.0, 1.0)
+            value = value * factor
         return value
 
 
@@ -319,5 +347,4 @@ class PerUpdate(Schedule):
         return self.arg("schedule").is_finite
 
     def _eval(self, t, xp, clip: bool = True):
-        k = float(self.arg("accumulation_steps"))
-        return self.arg("schedule")._eval(xp.floor(t / k), xp, clip)
+        return self.arg("schedule")._eval(xp.quotient(t, self.arg("accumulation_steps")), xp, clip)
