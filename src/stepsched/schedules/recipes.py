@@ -18,7 +18,7 @@ import keras
 from .. import _validate
 from ..durations import Duration, duration_arg
 from .base import Recipe, Schedule
-from .compose import Warmup
+from .compose import Sequence, Warmup
 from .extra import InversePower, SqrtDecay
 from .primitives import Constant, Cosine, Exponential, Linear
 
@@ -65,10 +65,7 @@ def _one_cycle(total, pct_start, anneal, three_phase, values) -> Schedule:
     pieces = [piece(values[i], values[i + 1], n) for i, n in enumerate(lengths)]
     # torch reaches the final value at step T - 1; one more step rounds the run to T.
     pieces.append(Constant(values[-1], 1))
-    out = pieces[0]
-    for p in pieces[1:]:
-        out = out >> p
-    return out
+    return Sequence(pieces)
 
 
 def _one_cycle_args(total_steps, pct_start, anneal_strategy, three_phase) -> dict:
@@ -151,8 +148,10 @@ class OneCycleMomentum(Recipe):
     ``max_momentum -> base_momentum -> max_momentum`` (three phases: then held
     at ``max_momentum``). Keras optimizers take a schedule only for the learning
     rate and read ``momentum`` / ``beta_1`` as Python floats that a compiled
-    train step bakes in; see docs/migration.md ("Momentum and beta_1") for how
-    to apply this schedule.
+    train step bakes in: apply this schedule with
+    ``stepsched.callbacks.HyperparameterScheduler("momentum", schedule)``
+    (``"beta_1"`` for Adam) and an eager train step (``run_eagerly=True`` on
+    TensorFlow and JAX).
 
     >>> m = OneCycleMomentum(12, pct_start=0.5, anneal_strategy="linear")
     >>> [round(float(v), 3) for v in m.at([0, 5, 11])]
@@ -214,16 +213,15 @@ class Cyclic(Schedule):
     def _formula(self, t, xp):
         low, high, mode = self.arg("low"), self.arg("high"), self.arg("mode")
         up = self.arg("up")
-        down = self.arg("down")
-        size = up + (up if down is None else down)
-        ratio = up / size
-        k = xp.floor(1.0 + t / size)
-        x = 1.0 + t / size - k
-        h = xp.where(x <= ratio, x / ratio, (x - 1.0) / (ratio - 1.0))
+        down = up if self.arg("down") is None else self.arg("down")
+        # cycles completed (k - 1 in the formula above) and the step within the cycle (x c)
+        done, pos = xp.floordiv(t, up + down)
+        pos = xp.float(pos)
+        h = xp.where(pos <= up, pos / up, (up + down - pos) / down)
         if mode == "triangular2":
-            h = h * xp.exp((1.0 - k) * math.log(2.0))
+            h = h * xp.exp(-done * math.log(2.0))
         elif mode == "exp_range" and self.arg("gamma") != 1.0:
-            h = h * xp.exp(t * math.log(self.arg("gamma")))
+            h = h * xp.exp(xp.float(t) * math.log(self.arg("gamma")))
         return low + (high - low) * h
 
     def momentum(self, base_momentum: float = 0.8, max_momentum: float = 0.9) -> Cyclic:
