@@ -5,44 +5,18 @@ the optimizer (``schedule(step)``) and on the host with NumPy
 (``schedule.at(steps)``), composable with ``>>``, and serializable by Keras.
 """
 
+from . import callbacks, schedules
 from .durations import Duration, UnresolvedDurationError, epochs, fraction, steps
-from .schedules import (
-    Affine,
-    Clip,
-    Constant,
-    Cosine,
-    CosineDecay,
-    CosineDecayRestarts,
-    Exponential,
-    ExponentialDecay,
-    Interpolate,
-    InverseTimeDecay,
-    Linear,
-    PerUpdate,
-    Piecewise,
-    PiecewiseConstantDecay,
-    Polynomial,
-    PolynomialDecay,
-    Recipe,
-    Restarts,
-    Schedule,
-    Sequence,
-    Warmup,
-)
+from .finder import LRFinderResult, find_lr
+from .plotting import plot_schedule, plot_schedules
+from .schedules import *  # noqa: F403  (the flat list of schedule names, see schedules.__all__)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Schedule", "Recipe", "Duration", "UnresolvedDurationError", "epochs", "fraction", "steps",
-    "Constant", "Linear", "Cosine", "Exponential", "Polynomial", "Piecewise", "Interpolate",
-    "Sequence", "Warmup", "Restarts", "Affine", "Clip", "PerUpdate",
-    "ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay", "InverseTimeDecay",
-    "CosineDecay", "CosineDecayRestarts",
+    *schedules.__all__,
+    "Duration", "UnresolvedDurationError", "epochs", "fraction", "steps",
+    "find_lr", "LRFinderResult",
+    "plot_schedule", "plot_schedules",
+    "callbacks",
 ]
-
-from . import callbacks  # noqa: E402
-
-# Each feature area appends its public names below its own marker.
-# --- recipes ---
-# --- finder ---
-# --- plotting ---

@@ -1,11 +1,12 @@
 """Callbacks: per-batch scheduling of Python functions, rate logging, plateau reduction."""
 
 from .base import StepschedCallback
+from .hyperparam import HyperparameterScheduler
 from .logger import LearningRateLogger
+from .plateau import ReduceLROnPlateau, Scaled
 from .scheduler import BatchLearningRateScheduler
 
-__all__ = ["StepschedCallback"]
-__all__ += ["LearningRateLogger", "BatchLearningRateScheduler"]
-from .plateau import ReduceLROnPlateau, Scaled  # noqa: E402
-
-__all__ += ["ReduceLROnPlateau", "Scaled"]
+__all__ = [
+    "StepschedCallback", "LearningRateLogger", "BatchLearningRateScheduler",
+    "ReduceLROnPlateau", "Scaled", "HyperparameterScheduler",
+]

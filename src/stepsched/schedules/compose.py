@@ -240,8 +240,29 @@ class Restarts(Schedule):
         return value
 
 
+class Wrapper(Schedule):
+    """A pointwise transform of the schedule in argument ``schedule``.
+
+    Same duration as the wrapped schedule; subclasses implement ``transform``.
+    """
+
+    @property
+    def duration(self):
+        return self.arg("schedule").duration
+
+    @property
+    def is_finite(self) -> bool:
+        return self.arg("schedule").is_finite
+
+    def transform(self, value, xp):
+        raise NotImplementedError
+
+    def _eval(self, t, xp, clip: bool = True):
+        return self.transform(self.arg("schedule")._eval(t, xp, clip), xp)
+
+
 @_register
-class Affine(Schedule):
+class Affine(Wrapper):
     """``scale * schedule + offset`` (what ``s * k`` and ``s + k`` build)."""
 
     def __init__(self, schedule: Schedule, scale: float = 1.0, offset: float = 0.0):
@@ -259,16 +280,7 @@ class Affine(Schedule):
                        offset=schedule.arg("offset") * scale + offset)
         return cls(schedule, scale=scale, offset=offset)
 
-    @property
-    def duration(self):
-        return self.arg("schedule").duration
-
-    @property
-    def is_finite(self) -> bool:
-        return self.arg("schedule").is_finite
-
-    def _eval(self, t, xp, clip: bool = True):
-        value = self.arg("schedule")._eval(t, xp, clip)
+    def transform(self, value, xp):
         return value * self.arg("scale") + self.arg("offset")
 
     def __repr__(self) -> str:
@@ -281,7 +293,7 @@ class Affine(Schedule):
 
 
 @_register
-class Clip(Schedule):
+class Clip(Wrapper):
     """The schedule bounded to ``[min, max]`` (what ``s.clip(min, max)`` builds)."""
 
     def __init__(self, schedule: Schedule, min: float | None = None,  # noqa: A002
@@ -292,16 +304,7 @@ class Clip(Schedule):
             raise ValueError(f"min must be <= max, got min={lo!r}, max={hi!r}")
         super().__init__(schedule=as_schedule(schedule), min=lo, max=hi)
 
-    @property
-    def duration(self):
-        return self.arg("schedule").duration
-
-    @property
-    def is_finite(self) -> bool:
-        return self.arg("schedule").is_finite
-
-    def _eval(self, t, xp, clip: bool = True):
-        value = self.arg("schedule")._eval(t, xp, clip)
+    def transform(self, value, xp):
         if self.arg("min") is not None:
             value = xp.maximum(value, self.arg("min"))
         if self.arg("max") is not None:
