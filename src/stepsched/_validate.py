@@ -17,15 +17,32 @@ def number(name: str, value: Any, *, positive: bool = False, nonnegative: bool =
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    value = float(value)
+        raise TypeError(f"{name} must be a real number, got {_short(value)} "
+                        f"({type(value).__name__})")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite and within float32 range, got "
+                         f"{_short(value)}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{name} must be within float32 range (|x| <= {FLOAT32_MAX:.4g}): "
+                         f"the optimizer computes in float32; got {value!r}")
     if positive and value <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     if nonnegative and value < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return value
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _short(value: Any) -> str:
+    """repr of a value, cut short (a 10**400 int has 401 digits)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def integer(name: str, value: Any, *, minimum: int | None = None,
@@ -34,10 +51,13 @@ def integer(name: str, value: Any, *, minimum: int | None = None,
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{name} must be an integer, got {_short(value)} "
+                        f"({type(value).__name__})")
     value = int(value)
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be >= {minimum}, got {_short(value)}")
+    if abs(value) > 2**63 - 1:
+        raise ValueError(f"{name} must fit in 64 bits, got {_short(value)}")
     return value
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from .. import _validate
 from ..durations import Duration
 from . import _math
 
@@ -65,7 +66,7 @@ def as_schedule(value: Any, name: str = "schedule") -> Schedule:
     from .primitives import Constant
 
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Constant(value)
+        return Constant(_validate.number(name, value))
     raise TypeError(f"{name} must be a stepsched Schedule or a number, got {value!r}")
 
 

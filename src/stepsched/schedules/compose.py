@@ -54,7 +54,7 @@ class Warmup(Schedule):
         if target <= 0:
             raise ValueError(f"Warmup(shape='exponential') needs a positive target, but the "
                              f"next piece begins at {target!r}")
-        return start * xp.exp(u * math.log(target / start))
+        return start * xp.exp(u * (math.log(target) - math.log(start)))
 
 
 @_register
