@@ -1,0 +1,230 @@
+"""The schedules, models and probe shared by the benchmark workers.
+
+Every variant is a way of getting the same kind of per-step learning rate into a
+Keras optimizer. ``variants(horizon)`` builds them for a nominal run of
+``horizon`` steps, so the probe (a short run) sees every schedule change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+import stepsched as ss
+
+PEAK = 1e-3
+
+
+@dataclass
+class Variant:
+    """One way of feeding a learning rate to the optimizer.
+
+    ``make_lr()`` gives the optimizer's ``learning_rate`` (a float or a schedule,
+    a fresh object per model); ``make_callbacks()`` any callbacks it needs;
+    ``reference(steps)`` the rate intended at each step (float64 NumPy).
+    """
+
+    name: str
+    label: str
+    make_lr: Callable[[], Any]
+    reference: Callable[[np.ndarray], np.ndarray]
+    make_callbacks: Callable[[], list] = field(default=lambda: [])
+    family: str = "stepsched"  # "baseline", "keras", "callback" or "stepsched"
+    host: Any = None  # the stepsched schedule, for host evaluation
+
+
+class PerBatchCallback(keras.callbacks.Callback):
+    """The folk approach: assign the rate before every batch from a Python function.
+
+    Reads the global step from ``optimizer.iterations`` (the most careful form
+    of it), yet Keras calls batch hooks once per ``steps_per_execution`` chunk,
+    so inside a chunk the rate does not change.
+    """
+
+    def __init__(self, fn: Callable[[int], float]):
+        super().__init__()
+        self.fn = fn
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        optimizer.learning_rate.assign(self.fn(step))
+
+
+def has_warmup_cosine() -> bool:
+    return hasattr(ss, "WarmupCosine")
+
+
+def warmup_cosine(peak: float, warmup: float, total: float, end: float):
+    """``ss.WarmupCosine`` where it exists, else the same composition by hand."""
+    if has_warmup_cosine():
+        return ss.WarmupCosine(peak=peak, warmup=warmup, total=total, end=end)
+    return ss.Warmup(warmup) >> ss.Cosine(peak, end, total - warmup)
+
+
+def sequence_with_restarts(h: float):
+    """A 5-piece sequence: warmup, hold, 3 cosine restarts (x2 period), line, decay."""
+    d = h / 10
+    return ss.Sequence([
+        ss.Warmup(h / 20),
+        ss.Constant(PEAK, duration=d),
+        ss.Restarts(ss.Cosine(PEAK, PEAK / 100, d), period_mult=2.0, decay=0.7, limit=3),
+        ss.Linear(PEAK / 2, PEAK / 10, d),
+        ss.Exponential(PEAK / 10, 0.5, every=d),
+    ])
+
+
+def interpolate_knots(h: float, n: int = 50):
+    """``n`` knots over ``[0, h]``, on whole steps when they are at least 2 steps apart."""
+    b = np.linspace(0.0, h, n)
+    if h >= 2 * (n - 1):
+        b = np.round(b)
+    v = PEAK * (0.55 + 0.45 * np.cos(np.linspace(0.0, 7.0, n)))
+    return b.tolist(), v.tolist()
+
+
+def piecewise_knots(h: float, n: int = 1000):
+    """``n`` whole-step boundaries spread over ``[0, h]`` (one a step if ``h <= n``)."""
+    spacing = max(1, int(h // (n + 1)))
+    boundaries = [spacing * (i + 1) for i in range(n)]
+    values = [PEAK * (1.0 - i / (2.0 * n)) for i in range(n + 1)]
+    return boundaries, values
+
+
+def variants(horizon: int, n_boundaries: int = 1000) -> list[Variant]:
+    h = float(horizon)
+    every = h / 4
+    exp_fn = _exp_fn(every)
+
+    wc = warmup_cosine(PEAK, max(1.0, round(h / 10)), h, PEAK / 100)
+    wc_label = "ss.WarmupCosine" if has_warmup_cosine() else "ss.Warmup >> ss.Cosine"
+    ss_exp = ss.Exponential(PEAK, 0.5, every=every)
+    ib, iv = interpolate_knots(h)
+    interp = ss.Interpolate(ib, iv)
+    seq = sequence_with_restarts(h)
+    pb, pv = piecewise_knots(h, n_boundaries)
+    n_b = f"{n_boundaries:,}"
+    ss_pw = ss.Piecewise(pb, pv)
+
+    def keras_piecewise_ref(steps):  # Keras: values[i] while step <= boundaries[i]
+        return np.asarray(pv)[np.searchsorted(np.asarray(pb, float), steps, side="left")]
+
+    return [
+        Variant("constant", "constant rate (float)", lambda: PEAK,
+                lambda s: np.full(s.shape, PEAK), family="baseline"),
+        Variant("keras_exponential", "keras ExponentialDecay",
+                lambda: keras.optimizers.schedules.ExponentialDecay(PEAK, every, 0.5),
+                lambda s: PEAK * 0.5 ** (s / every), family="keras"),
+        Variant("callback", "per-batch callback (assign)", lambda: PEAK,
+                lambda s: np.array([exp_fn(int(k)) for k in s]),
+                make_callbacks=lambda: [PerBatchCallback(exp_fn)], family="callback"),
+        Variant("ss_exponential", "ss.Exponential", lambda: _copy(ss_exp),
+                ss_exp.at, host=ss_exp),
+        Variant("ss_warmup_cosine", wc_label, lambda: _copy(wc), wc.at, host=wc),
+        Variant("ss_interpolate50", "ss.Interpolate (50 knots)", lambda: _copy(interp),
+                interp.at, host=interp),
+        Variant("ss_sequence_restarts", "ss.Sequence (5 pieces, Restarts)",
+                lambda: _copy(seq), seq.at, host=seq),
+        Variant("keras_piecewise", f"keras PiecewiseConstantDecay ({n_b})",
+                lambda: keras.optimizers.schedules.PiecewiseConstantDecay(pb, pv),
+                keras_piecewise_ref, family="keras"),
+        Variant("ss_piecewise", f"ss.Piecewise ({n_b})", lambda: _copy(ss_pw),
+                ss_pw.at, host=ss_pw),
+    ]
+
+
+def _exp_fn(every: float) -> Callable[[int], float]:
+    def fn(step: int) -> float:
+        return PEAK * 0.5 ** (step / every)
+    return fn
+
+
+def _copy(schedule):
+    return type(schedule).from_config(schedule.get_config())
+
+
+# ----------------------------------------------------------------- models
+MODELS = {
+    # name: (input features, hidden widths, outputs, batch size)
+    "mlp": (16, (32, 32), 1, 32),
+    "mid": (256, (512, 512), 10, 64),
+}
+
+
+def build_model(kind: str, learning_rate, steps_per_execution: int = 1) -> keras.Model:
+    n_in, hidden, n_out, _ = MODELS[kind]
+    inputs = keras.Input((n_in,))
+    x = inputs
+    for width in hidden:
+        x = keras.layers.Dense(width, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(n_out)(x))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse",
+                  steps_per_execution=steps_per_execution)
+    return model
+
+
+def model_data(kind: str, n_steps: int, seed: int = 0):
+    n_in, _, n_out, batch = MODELS[kind]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_steps * batch, n_in)).astype("float32")
+    y = rng.standard_normal((n_steps * batch, n_out)).astype("float32")
+    return x, y, batch
+
+
+# ----------------------------------------------------------------- probe
+class _ProbeLayer(keras.layers.Layer):
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(), initializer="zeros", name="w")
+
+    def call(self, x):
+        return keras.ops.ones_like(x[:, :1]) * self.w
+
+
+def _mean_output(y_true, y_pred):
+    return keras.ops.mean(y_pred, axis=-1)
+
+
+def probe_rates(variant: Variant, n_steps: int, steps_per_execution: int) -> np.ndarray | float:
+    """Applied rates, recovered exactly from one scalar weight trained with SGD.
+
+    The model outputs ``w`` and the loss is ``mean(w)``, so ``dloss/dw = 1`` and
+    ``w_{k+1} = w_k - lr_k``. At ``steps_per_execution=1`` the weight is read
+    after every step (per-step rates); otherwise only the total is returned.
+    """
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, _ProbeLayer()(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=variant.make_lr()),
+                  loss=_mean_output, steps_per_execution=steps_per_execution)
+    x = np.zeros((n_steps * 2, 1), "float32")
+    layer = model.layers[-1]
+    ws: list[float] = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ws.append(float(keras.ops.convert_to_numpy(self.model.layers[-1].w)))
+
+    callbacks = variant.make_callbacks()
+    if steps_per_execution == 1:
+        callbacks = callbacks + [Recorder()]
+    model.fit(x, x, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
+    w_end = float(keras.ops.convert_to_numpy(layer.w))
+    if steps_per_execution == 1:
+        return -np.diff(np.concatenate([[0.0], np.asarray(ws, np.float64)]))
+    return -w_end
+
+
+def rate_error(variant: Variant, n_steps: int, steps_per_execution: int) -> dict:
+    """Relative error of the applied rates against the intended ones."""
+    intended = np.asarray(variant.reference(np.arange(n_steps, dtype=np.float64)), np.float64)
+    applied = probe_rates(variant, n_steps, steps_per_execution)
+    out = {"sum_intended": float(intended.sum())}
+    total = float(np.sum(applied))
+    out["sum_applied"] = total
+    out["sum_rel_error"] = abs(total - intended.sum()) / abs(intended.sum())
+    if np.ndim(applied):  # per-step error, relative to the largest intended rate
+        out["max_step_error"] = float(np.max(np.abs(applied - intended)) / np.max(np.abs(intended)))
+    return out

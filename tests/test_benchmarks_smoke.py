@@ -1,0 +1,115 @@
+"""The benchmark's quick mode runs end to end on the current backend and writes valid JSON.
+
+Nothing here is about speed: the numbers of a smoke run are meaningless. What
+is checked is that every part ran and reported, and that the applied-rate
+probe tells an exact schedule from the per-batch callback at
+``steps_per_execution > 1``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BACKEND
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+
+VARIANTS = {"constant", "keras_exponential", "callback", "ss_exponential", "ss_warmup_cosine",
+            "ss_interpolate50", "ss_sequence_restarts", "keras_piecewise", "ss_piecewise"}
+STEPSCHED = {v for v in VARIANTS if v.startswith("ss_")}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    # host evaluation (NumPy vs optax vs torch) does not depend on the backend: run it once
+    host = [] if BACKEND == "jax" else ["--skip-host"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--backends",
+                           BACKEND, "--out", str(out), *host],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_machine_info(quick_run):
+    results, _ = quick_run
+    assert results["quick"] is True
+    machine = results["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["date"]
+    for package in ("python", "keras", "numpy"):
+        assert machine["versions"][package]
+    assert list(results["backends"]) == [BACKEND]
+
+
+def test_step_time_and_trace(quick_run):
+    results, _ = quick_run
+    res = results["backends"][BACKEND]
+    assert res["backend"] == BACKEND
+    spes = {cfg["steps_per_execution"] for cfg in res["step_time"]}
+    assert spes == ({1} if BACKEND == "torch" else {16})
+    for cfg in res["step_time"]:
+        assert set(cfg["variants"]) == VARIANTS
+        for v in cfg["variants"].values():
+            assert v["step_ms"] > 0 and math.isfinite(v["step_ratio"])
+            assert v["first_fit_s"] > 0 and math.isfinite(v["trace_s"])
+        assert cfg["variants"]["constant"]["step_ratio"] == 1.0
+
+
+def test_applied_rate_errors(quick_run):
+    results, _ = quick_run
+    rows = results["backends"][BACKEND]["errors"]
+    by_key = {(r["variant"], r["steps_per_execution"]): r for r in rows}
+    spes = [1] if BACKEND == "torch" else [16]  # quick mode probes the largest chunk only
+    assert set(by_key) == {(v, s) for v in VARIANTS for s in spes}
+    for spe in spes:
+        for name in STEPSCHED:
+            assert by_key[(name, spe)]["sum_rel_error"] < 1e-5, (name, spe)
+    if BACKEND != "torch":
+        # the callback runs once per chunk: its rate lags inside every chunk
+        assert by_key[("callback", 16)]["sum_rel_error"] > 1e-2
+
+
+def test_finder_and_targets(quick_run):
+    results, stdout = quick_run
+    finder = results["backends"][BACKEND]["finder"]
+    assert finder["available"] in (True, False)
+    if finder["available"]:
+        assert finder["find_lr_s"] > 0 and finder["steps_done"] == finder["steps"]
+    else:
+        assert finder["note"]
+    for target in results["targets"]:
+        assert set(target) == {"target", "where", "value", "pass"}
+    assert "| variant |" in stdout and "**Targets**" in stdout
+    if BACKEND == "jax":
+        rows = results["host"]["rows"]
+        assert {"constant"} | STEPSCHED == set(rows)
+        for r in rows.values():
+            assert r["ss_at_s"] > 0 and r["optax_jit_s"] > 0 and r["torch_extrapolated_s"] > 0
+            assert r["max_rel_diff_vs_optax"] < 1e-4  # the optax equivalents are equivalent
+    else:
+        assert results["host"] is None
+
+
+def test_write_readme_replaces_only_between_markers(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(BENCH))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Performance\n\nintro\n\n{run.START}\nold\n{run.END}\n\nafter\n")
+    run.write_readme("| new |", readme)
+    assert readme.read_text() == (f"# x\n\n## Performance\n\nintro\n\n{run.START}\n| new |\n"
+                                  f"{run.END}\n\nafter\n")
+    readme.write_text("no markers")
+    with pytest.raises(SystemExit, match="markers"):
+        run.write_readme("| new |", readme)
