@@ -223,7 +223,7 @@ def test_divergence_with_negative_losses():
 def test_non_finite_loss_stops_with_reason_nan():
     x, y, _ = regression_data(0)
     result = ss.find_lr(linear_model(), x, y * 1e3, batch_size=64, start=10.0, end=1e30,
-                        steps=60, diverge=1e300, verbose=0)
+                        steps=60, diverge=1e38, verbose=0)
     assert result.stop_reason == "nan" and result.stopped_early
     assert not np.isfinite(result.losses[-1])
 

@@ -90,6 +90,17 @@ def test_in_graph_matches_host(name):
     np.testing.assert_allclose(graph, host, rtol=2e-6, atol=1e-7 * np.abs(host).max())
 
 
+@pytest.mark.parametrize("name", [k for k in CASES if "sequence" in k or "warmup" in k])
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_scalar_step_evaluates_only_the_active_piece_and_agrees(name, jit_compile):
+    # The optimizer passes one 0-d step: a sequence then runs only its active
+    # piece (a switch); the values must be those of the vectorised evaluation.
+    schedule, _ = CASES[name]
+    steps = [0, 1, 19, 20, 21, 49, 50, 51, 149, 150, 399, 2**31 - 1]
+    np.testing.assert_allclose(graph_values(schedule, steps, scalar=True, jit_compile=jit_compile),
+                               schedule.at(steps), rtol=2e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("dtype", ["int32", "int64", "float32"])
 def test_any_step_dtype(dtype):
     schedule = ss.Warmup(10) >> ss.Cosine(1.0, 0.0, 100)

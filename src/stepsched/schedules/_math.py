@@ -68,6 +68,16 @@ class Host:
         return np.take_along_axis(stacked, index[None, :], axis=0)[0]
 
     @staticmethod
+    def piecewise(t, index, branches):
+        """``branches[index[j]](t)[j]`` for every j, each branch run on its own steps only."""
+        out = np.empty(t.shape, np.float64)
+        for i, branch in enumerate(branches):
+            mask = index == i
+            if mask.any():
+                out[mask] = np.broadcast_to(branch(t[mask]), (int(mask.sum()),))
+        return out
+
+    @staticmethod
     def floordiv(t, d):
         """``(i, t - i * d)`` with ``i = floor(t / d)`` (i as float)."""
         i = np.floor(t / d)
@@ -156,6 +166,7 @@ class Graph:
         self.ops = ops
         self.dtype = dtype
         self.exact = dtype == "float32"
+        self.scalar = False  # True when evaluating the optimizer's single step
 
     def _f(self, x):
         return x.as_float() if isinstance(x, ExactStep) else x
@@ -257,6 +268,23 @@ class Graph:
         stacked = ops.stack([ops.broadcast_to(ops.cast(self._f(c), self.dtype), ops.shape(index))
                              for c in columns])
         return ops.take_along_axis(stacked, ops.expand_dims(index, 0), axis=0)[0]
+
+    def piecewise(self, t, index, branches):
+        """``branches[index](t)``: for the optimizer's scalar step only the active branch
+        runs (``switch``); for a vector of steps every branch runs and one is picked."""
+        ops = self.ops
+        if not self.scalar:
+            return self.select([branch(t) for branch in branches], index)
+        exact = isinstance(t, ExactStep)
+
+        def run(branch):
+            def call(x):
+                value = branch(ExactStep(x, self) if exact else x)
+                return ops.broadcast_to(ops.cast(self._f(value), self.dtype), (1,))
+            return call
+
+        return ops.switch(index[0],
+                          [run(b) for b in branches], t.n if exact else t)
 
     def floordiv(self, t, d):
         if isinstance(t, ExactStep) and _whole(d) and d >= 1:

@@ -84,7 +84,19 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
     # ----------------------------------------------------------- arguments
     def arg(self, name: str) -> Any:
         """The argument ``name`` with durations resolved to numbers of steps."""
-        return _resolve(self._args[name], self._ctx)
+        return self.cached(("arg", name), lambda: _resolve(self._args[name], self._ctx))
+
+    def cached(self, key: Any, compute):
+        """``compute()``, remembered until the durations are bound anew.
+
+        Evaluation runs on every step in eager mode (torch), so anything
+        derived from the arguments is worked out once per binding.
+        """
+        cache = self.__dict__.setdefault("_memo", {})
+        hit = cache.get(key)
+        if hit is None or hit[0] != self._ctx:
+            hit = cache[key] = (self._ctx, compute())
+        return hit[1]
 
     def _children(self) -> list[Schedule]:
         out = []
@@ -147,6 +159,7 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         xp = _math.Graph(_math.graph_dtype())
         step = ops.convert_to_tensor(step)
         shape = ops.shape(step)
+        xp.scalar = len(shape) == 0
         t = xp.step(step)
         value = self._eval(t, xp)
         value = ops.broadcast_to(ops.cast(xp.float(value), xp.dtype), ops.shape(xp.float(t)))

@@ -123,19 +123,23 @@ class Sequence(Schedule):
         starts = self._starts()
         last = pieces[-1].duration
         ends = starts[1:] + [math.inf if last is None else starts[-1] + last]
-        columns = []
-        for i, piece in enumerate(pieces):
-            lo, hi = starts[i], ends[i]
-            ti = xp.maximum(t, lo) if math.isinf(hi) else xp.minimum(xp.maximum(t, lo), hi)
-            if isinstance(piece, Warmup):
-                columns.append(piece.ramp(ti - lo, xp, self._start_value(i + 1, starts)))
-            elif relative:
-                columns.append(piece._eval(ti - lo, xp))
-            else:
-                columns.append(piece._eval(ti, xp, clip=False))
-        if len(columns) == 1:
-            return columns[0]
-        return xp.select(columns, xp.bucket(starts[1:], t))
+        def branch(i):
+            piece, lo, hi = pieces[i], starts[i], ends[i]
+            target = self._start_value(i + 1, starts) if isinstance(piece, Warmup) else None
+
+            def value(t):
+                ti = xp.maximum(t, lo) if math.isinf(hi) else xp.minimum(xp.maximum(t, lo), hi)
+                if target is not None:
+                    return piece.ramp(ti - lo, xp, target)
+                if relative:
+                    return piece._eval(ti - lo, xp)
+                return piece._eval(ti, xp, clip=False)
+            return value
+
+        branches = [branch(i) for i in range(len(pieces))]
+        if len(branches) == 1:
+            return branches[0](t)
+        return xp.piecewise(t, xp.bucket(starts[1:], t), branches)
 
     def __repr__(self) -> str:
         if self.arg("relative"):

@@ -160,9 +160,11 @@ def _knots(boundaries, values, n_values_extra: int):
 
 
 def _resolved_knots(schedule: Schedule) -> list:
-    b = schedule.arg("boundaries")
-    _validate.increasing("boundaries (resolved)", b)
-    return b
+    def check():
+        b = schedule.arg("boundaries")
+        _validate.increasing("boundaries (resolved)", b)
+        return b
+    return schedule.cached("knots", check)
 
 
 @_register
