@@ -21,6 +21,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--no-lint", action="store_true")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers")
     args, pytest_args = parser.parse_known_args()
 
     failed_steps = []
@@ -38,8 +39,10 @@ def main() -> int:
             env = dict(os.environ, KERAS_BACKEND=backend, PYTHONHASHSEED="0",
                        TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
             start = time.time()
+            # two workers: the machines this runs on have two cores
             code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                    f"--junitxml={xml}", *pytest_args], cwd=ROOT, env=env)
+                                    "-n", str(args.workers), f"--junitxml={xml}", *pytest_args],
+                                   cwd=ROOT, env=env)
             print(f"== {backend}: exit {code} in {time.time() - start:.0f}s", flush=True)
             if code != 0:
                 failed_steps.append(f"pytest[{backend}]")

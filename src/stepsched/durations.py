@@ -8,6 +8,8 @@ total_steps=...)`` or automatically at ``fit()`` time by any stepsched callback.
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 
 from . import _validate
@@ -83,6 +85,13 @@ def epochs(n: float) -> Duration:
 def fraction(p: float) -> Duration:
     """A fraction ``p`` in (0, 1] of the whole training run, resolved from ``total_steps``."""
     return Duration("fraction", p)
+
+
+def optional_duration_arg(name: str, value):
+    """A duration that may also be 0 (the phase it sets is skipped)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0:
+        return 0
+    return duration_arg(name, value)
 
 
 def duration_arg(name: str, value, *, allow_none: bool = False):

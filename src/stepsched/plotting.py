@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _validate
 from .schedules import _math
 from .schedules.base import Recipe, Schedule
 from .schedules.compose import Affine, Clip, PerUpdate, Restarts, Sequence, Warmup
@@ -41,14 +42,11 @@ def concrete(schedule: Schedule, total_steps: float | None = None,
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule must be a stepsched Schedule, got {schedule!r}")
     if total_steps is not None:
-        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, float, np.integer)):
-            raise TypeError(f"total_steps must be a number of steps, got {total_steps!r}")
-        if not math.isfinite(total_steps) or total_steps < 1:
-            raise ValueError(f"total_steps must be a finite number >= 1, got {total_steps!r}")
-    if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool)
-                                        or not isinstance(steps_per_epoch, (int, float, np.integer))
-                                        or not steps_per_epoch > 0):
-        raise ValueError(f"steps_per_epoch must be a number > 0, got {steps_per_epoch!r}")
+        total_steps = _validate.number("total_steps", total_steps)
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps!r}")
+    if steps_per_epoch is not None:
+        steps_per_epoch = _validate.number("steps_per_epoch", steps_per_epoch, positive=True)
     resolved = schedule.resolve(steps_per_epoch, total_steps) if schedule.is_symbolic else schedule
     if total_steps is None:
         duration = resolved.duration

@@ -47,6 +47,8 @@ class Host:
     abs = staticmethod(np.abs)
     tanh = staticmethod(np.tanh)
     power = staticmethod(np.power)
+    expm1 = staticmethod(np.expm1)
+    log1p = staticmethod(np.log1p)
 
     @staticmethod
     def float(t):
@@ -243,6 +245,12 @@ class Graph:
 
     def tanh(self, x):
         return self.ops.tanh(self._f(x))
+
+    def expm1(self, x):
+        return self.ops.expm1(self._t(x))
+
+    def log1p(self, x):
+        return self.ops.log1p(self._t(x))
 
     def power(self, x, y):
         x, y = self._f(x), self._f(y)

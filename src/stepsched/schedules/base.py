@@ -53,7 +53,11 @@ def _serialize(value: Any) -> Any:
 
 def _deserialize(value: Any) -> Any:
     if isinstance(value, dict) and "class_name" in value:
-        return keras.saving.deserialize_keras_object(value)
+        try:
+            return keras.saving.deserialize_keras_object(value)
+        except (AttributeError, KeyError, IndexError) as err:
+            raise TypeError(f"cannot load the nested object {str(value.get('class_name'))[:80]!r}: "
+                            f"{type(err).__name__}: {err}") from None
     if isinstance(value, list):
         return [_deserialize(v) for v in value]
     return value
@@ -330,6 +334,11 @@ class Recipe(Schedule):
     Subclasses implement ``build()`` from their (resolved) arguments; the
     recipe's config is its own arguments, its values those of the composition.
     """
+
+    def __init__(self, **args: Any):
+        super().__init__(**args)
+        if not self.is_symbolic:
+            self._built()  # derived values are checked now, not at the first step
 
     def build(self) -> Schedule:
         raise NotImplementedError

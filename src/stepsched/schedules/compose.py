@@ -36,8 +36,9 @@ class Warmup(Schedule):
     def __init__(self, duration: int | Duration, start: float = 0.0, shape: str = "linear"):
         shape = _validate.choice("shape", shape, self.SHAPES)
         start = _validate.number("start", start)
-        if shape == "exponential" and start <= 0:
-            raise ValueError(f"start must be > 0 for shape='exponential', got {start!r}")
+        if shape == "exponential" and start < 1.1754943508222875e-38:
+            raise ValueError("start must be > 0 (and a normal float32, >= 1.2e-38) for "
+                             f"shape='exponential', got {start!r}")
         super().__init__(duration=duration_arg("duration", duration), start=start, shape=shape)
 
     def _formula(self, t, xp):
@@ -176,25 +177,29 @@ class Restarts(Schedule):
                          limit=_validate.integer("limit", limit, minimum=1, allow_none=True))
         if self.arg("period_mult") < 1.0:
             raise ValueError(f"period_mult must be >= 1, got {period_mult!r}")
+        if self.arg("decay") > 1.0 and limit is None:
+            raise ValueError(f"decay={decay!r} > 1 grows without bound: give limit (a number of "
+                             "cycles) or a decay <= 1")
 
     def _cycle_start(self, i, xp):
         d, m = self.arg("piece").duration, self.arg("period_mult")
         if m == 1.0:
             return d * i
-        return d * (xp.exp(i * math.log(m)) - 1.0) / (m - 1.0)
+        return d * xp.expm1(i * math.log1p(m - 1.0)) / (m - 1.0)
 
     def _start_table(self, horizon: float) -> list[float] | None:
         """Cycle starts S_0 = 0, S_1, ... past ``horizon`` (None if too many to tabulate)."""
         d, m, limit = self.arg("piece").duration, self.arg("period_mult"), self.arg("limit")
-        starts, length = [0.0], d
-        while (starts[-1] <= horizon if limit is None else len(starts) < limit):
-            starts.append(starts[-1] + length)
-            length *= m
-            if len(starts) > self.MAX_TABLE:
-                return None
-        return starts
+        if limit is None:  # cycles needed to pass the horizon, plus a margin for rounding
+            count = math.log1p(horizon * (m - 1.0) / d) / math.log1p(m - 1.0) + 3
+        else:
+            count = limit
+        if count > self.MAX_TABLE:
+            return None
+        lengths = d * np.power(m, np.arange(int(count) - 1, dtype=np.float64))
+        return np.concatenate([[0.0], np.cumsum(lengths)]).tolist()
 
-    MAX_TABLE = 4096
+    MAX_TABLE = 2**17
 
     @property
     def duration(self) -> float | None:
@@ -229,14 +234,14 @@ class Restarts(Schedule):
                 return value
             else:  # very many short cycles: closed form, cycle index fixed up after rounding
                 t = xp.float(t)
-                i = xp.floor(xp.log(1.0 + t * (m - 1.0) / d) / math.log(m))
+                i = xp.floor(xp.log1p(t * (m - 1.0) / d) / math.log1p(m - 1.0))
                 i = xp.where(t < self._cycle_start(i, xp), i - 1.0, i)
                 i = xp.where(t >= self._cycle_start(i + 1.0, xp), i + 1.0, i)
                 i = xp.maximum(i, 0.0)
                 if limit is not None:
                     i = xp.minimum(i, float(limit - 1))
                 local = t - self._cycle_start(i, xp)
-            local = local / xp.exp(i * math.log(m))
+            local = local / xp.exp(i * math.log1p(m - 1.0))
         value = piece._eval(local, xp)
         if decay != 1.0:
             factor = xp.exp(i * math.log(decay)) if decay > 0 else xp.where(i > 0, 0.0, 1.0)

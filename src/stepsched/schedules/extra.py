@@ -114,6 +114,9 @@ class TanhDecay(Schedule):
         upper = _validate.number("upper", upper)
         if not upper > lower:
             raise ValueError(f"upper must be > lower, got lower={lower!r}, upper={upper!r}")
+        if upper - lower > _validate.FLOAT32_MAX:
+            raise ValueError(f"upper - lower must be within float32 range, got lower={lower!r}, "
+                             f"upper={upper!r}")
         super().__init__(start=_validate.number("start", start), end=_validate.number("end", end),
                          duration=duration_arg("duration", duration), lower=lower, upper=upper)
 

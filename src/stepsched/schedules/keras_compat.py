@@ -13,7 +13,7 @@ import math
 import keras
 
 from .. import _validate
-from ..durations import Duration, duration_arg
+from ..durations import Duration, duration_arg, optional_duration_arg
 from .base import Recipe, Schedule
 from .compose import Restarts
 from .primitives import Cosine, Exponential, Linear, Piecewise, Polynomial
@@ -33,7 +33,8 @@ class ExponentialDecay(Recipe):
                                                                 initial_learning_rate),
                          decay_steps=duration_arg("decay_steps", decay_steps),
                          decay_rate=_validate.number("decay_rate", decay_rate, positive=True),
-                         staircase=_validate.boolean("staircase", staircase), name=name)
+                         staircase=_validate.boolean("staircase", staircase),
+                         name=_validate.text("name", name))
 
     def build(self) -> Schedule:
         return Exponential(self.arg("initial_learning_rate"), self.arg("decay_rate"),
@@ -53,7 +54,7 @@ class PiecewiseConstantDecay(Recipe):
     def __init__(self, boundaries, values, name: str = "PiecewiseConstantDecay"):
         Piecewise(boundaries, values)  # validates
         super().__init__(boundaries=list(boundaries), values=[float(v) for v in values],
-                         name=name)
+                         name=_validate.text("name", name))
 
     def build(self) -> Schedule:
         # Keras uses step > boundary, i.e. the first integer step past it.
@@ -79,7 +80,8 @@ class PolynomialDecay(Schedule):
                          end_learning_rate=_validate.number("end_learning_rate",
                                                             end_learning_rate),
                          power=_validate.number("power", power, positive=True),
-                         cycle=_validate.boolean("cycle", cycle), name=name)
+                         cycle=_validate.boolean("cycle", cycle),
+                         name=_validate.text("name", name))
 
     def _formula(self, t, xp):
         start, end = self.arg("initial_learning_rate"), self.arg("end_learning_rate")
@@ -102,7 +104,8 @@ class InverseTimeDecay(Schedule):
                                                                 initial_learning_rate),
                          decay_steps=duration_arg("decay_steps", decay_steps),
                          decay_rate=_validate.number("decay_rate", decay_rate, nonnegative=True),
-                         staircase=_validate.boolean("staircase", staircase), name=name)
+                         staircase=_validate.boolean("staircase", staircase),
+                         name=_validate.text("name", name))
 
     def _formula(self, t, xp):
         p = t / self.arg("decay_steps")
@@ -118,14 +121,11 @@ class CosineDecay(Recipe):
     def __init__(self, initial_learning_rate: float, decay_steps: int | Duration,
                  alpha: float = 0.0, name: str = "CosineDecay",
                  warmup_target: float | None = None, warmup_steps: int | Duration = 0):
-        if not isinstance(warmup_steps, Duration) and warmup_steps == 0:
-            warmup_steps = 0
-        else:
-            warmup_steps = duration_arg("warmup_steps", warmup_steps)
+        warmup_steps = optional_duration_arg("warmup_steps", warmup_steps)
         super().__init__(initial_learning_rate=_validate.number("initial_learning_rate",
                                                                 initial_learning_rate),
                          decay_steps=duration_arg("decay_steps", decay_steps),
-                         alpha=_validate.number("alpha", alpha), name=name,
+                         alpha=_validate.number("alpha", alpha), name=_validate.text("name", name),
                          warmup_target=_validate.number("warmup_target", warmup_target,
                                                         allow_none=True),
                          warmup_steps=warmup_steps)
@@ -150,14 +150,17 @@ class CosineDecayRestarts(Recipe):
     def __init__(self, initial_learning_rate: float, first_decay_steps: int | Duration,
                  t_mul: float = 2.0, m_mul: float = 1.0, alpha: float = 0.0,
                  name: str = "SGDRDecay"):
+        if _validate.number("t_mul", t_mul, positive=True) < 1.0:
+            raise ValueError(f"t_mul must be >= 1, got {t_mul!r}")
+        if _validate.number("m_mul", m_mul, nonnegative=True) > 1.0:
+            raise ValueError(f"m_mul must be <= 1 (each restart scaled by m_mul**i would grow "
+                             f"without bound), got {m_mul!r}")
         super().__init__(initial_learning_rate=_validate.number("initial_learning_rate",
                                                                 initial_learning_rate),
                          first_decay_steps=duration_arg("first_decay_steps", first_decay_steps),
-                         t_mul=_validate.number("t_mul", t_mul, positive=True),
-                         m_mul=_validate.number("m_mul", m_mul, nonnegative=True),
-                         alpha=_validate.number("alpha", alpha), name=name)
-        if self.arg("t_mul") < 1.0:
-            raise ValueError(f"t_mul must be >= 1, got {t_mul!r}")
+                         t_mul=float(t_mul), m_mul=float(m_mul),
+                         alpha=_validate.number("alpha", alpha),
+                         name=_validate.text("name", name))
 
     def build(self) -> Schedule:
         init, alpha = self.arg("initial_learning_rate"), self.arg("alpha")

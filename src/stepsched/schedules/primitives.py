@@ -47,7 +47,10 @@ class Linear(Schedule):
 
     def _formula(self, t, xp):
         start, end = self.arg("start"), self.arg("end")
-        return start + (end - start) * (t / self.duration)
+        u = t / self.duration
+        value = start * (1.0 - u) + end * u  # no end - start, which can overflow float32
+        # compilers may turn /d into *(1/d): keep both ends exact (no -1e-8 for a decay to 0)
+        return xp.minimum(xp.maximum(value, min(start, end)), max(start, end))
 
 
 @_register
@@ -107,6 +110,12 @@ class Exponential(Schedule):
         elif rate > 1 and duration is None:
             raise ValueError(f"rate={rate} > 1 grows without bound: give end (a ceiling) or "
                              "duration (after which the value holds)")
+        elif (rate > 1 and not isinstance(duration, Duration) and not isinstance(every, Duration)
+              and abs(start) > 0):
+            growth = math.log(abs(start)) + math.log(rate) * (duration / every)
+            if growth > math.log(_validate.FLOAT32_MAX):
+                raise ValueError(f"rate={rate} over duration={duration} grows start={start} past "
+                                 "float32 range; give end (a ceiling) or a shorter duration")
         super().__init__(start=start, rate=rate, every=duration_arg("every", every),
                          staircase=_validate.boolean("staircase", staircase), end=end,
                          duration=duration_arg("duration", duration, allow_none=True))

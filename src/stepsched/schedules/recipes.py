@@ -16,20 +16,13 @@ import math
 import keras
 
 from .. import _validate
-from ..durations import Duration, duration_arg
+from ..durations import Duration, duration_arg, optional_duration_arg
 from .base import Recipe, Schedule
 from .compose import Sequence, Warmup
 from .extra import InversePower, SqrtDecay
 from .primitives import Constant, Cosine, Exponential, Linear
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
-
-
-def _optional_duration(name: str, value):
-    """A duration that may also be 0 (the phase is skipped)."""
-    if not isinstance(value, Duration) and not isinstance(value, bool) and value == 0:
-        return 0
-    return duration_arg(name, value)
 
 
 def _plain(*values) -> bool:
@@ -254,7 +247,7 @@ class WarmupCosine(Recipe):
 
     def __init__(self, peak: float, warmup: int | Duration, total: int | Duration,
                  start: float = 0.0, end: float = 0.0, exponent: float = 1.0):
-        warmup = _optional_duration("warmup", warmup)
+        warmup = optional_duration_arg("warmup", warmup)
         total = duration_arg("total", total)
         if _plain(warmup, total) and not total > warmup:
             raise ValueError(f"total must be > warmup (total includes the warmup); got "
@@ -307,9 +300,9 @@ class WarmupStableDecay(Recipe):
         if decay_shape == "exponential" and not (end > 0 and peak > 0):
             raise ValueError(f"decay_shape='exponential' needs peak > 0 and end > 0; got "
                              f"peak={peak!r}, end={end!r}")
-        warmup = _optional_duration("warmup", warmup)
+        warmup = optional_duration_arg("warmup", warmup)
         decay = duration_arg("decay", decay)
-        stable = None if stable is None else _optional_duration("stable", stable)
+        stable = None if stable is None else optional_duration_arg("stable", stable)
         total = duration_arg("total", total, allow_none=True)
         if total is not None and _plain(warmup, decay, total):
             self._check_total(warmup, decay, total)
@@ -365,7 +358,7 @@ class InverseSqrt(Recipe):
 
     def __init__(self, peak: float, warmup: int | Duration,
                  timescale: int | Duration | None = None):
-        warmup = _optional_duration("warmup", warmup)
+        warmup = optional_duration_arg("warmup", warmup)
         if timescale is None and not warmup:
             raise ValueError("timescale is required when warmup=0 (it defaults to warmup)")
         super().__init__(peak=_validate.number("peak", peak), warmup=warmup,
