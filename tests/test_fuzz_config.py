@@ -19,7 +19,8 @@ Never anything else: no ``KeyError``/``AttributeError``/``IndexError``/``Recursi
 Keras's envelope fields ``module`` and ``registered_name`` are kept strings (or absent):
 Keras itself calls ``module.startswith`` on an unregistered class name, so a non-string
 ``module`` raises ``AttributeError`` inside ``keras.saving`` before any stepsched code runs
-(a Keras behaviour, outside stepsched; the nested case is ``test_known_defect_nested_module``).
+(a Keras behaviour; nested inside a stepsched config it becomes a ``TypeError``:
+``test_nested_piece_with_a_non_string_module_is_a_clear_error``).
 
 Generated numbers stay within float32 (|x| <= 1e30, plus NaN/inf and the sub-normal-free
 tiny values): values beyond float32 and integers like ``10**400`` are known defects,
@@ -253,7 +254,7 @@ def test_seeds_load_and_round_trip():
 # ------------------------------------------------------------------ known defects
 
 
-def test_known_defect_nested_module():
+def test_nested_piece_with_a_non_string_module_is_a_clear_error():
     config = {"piece": {"class_name": "Linear", "module": True,
                         "config": {"start": 1.0, "end": 0.0, "duration": 10}}}
     with pytest.raises(ALLOWED):
