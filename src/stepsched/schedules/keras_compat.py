@@ -21,6 +21,18 @@ from .primitives import Cosine, Exponential, Linear, Piecewise, Polynomial
 _register = keras.saving.register_keras_serializable(package="stepsched")
 
 
+def _decay_args(initial_learning_rate, decay_steps, decay_rate, staircase, name, *,
+                positive_rate: bool) -> dict:
+    """The arguments Keras's ExponentialDecay and InverseTimeDecay share, validated."""
+    return dict(
+        initial_learning_rate=_validate.number("initial_learning_rate", initial_learning_rate),
+        decay_steps=duration_arg("decay_steps", decay_steps),
+        decay_rate=_validate.number("decay_rate", decay_rate, positive=positive_rate,
+                                    nonnegative=not positive_rate),
+        staircase=_validate.boolean("staircase", staircase),
+        name=_validate.text("name", name))
+
+
 @_register
 class ExponentialDecay(Recipe):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (Keras)."""
@@ -29,12 +41,8 @@ class ExponentialDecay(Recipe):
 
     def __init__(self, initial_learning_rate: float, decay_steps: int | Duration,
                  decay_rate: float, staircase: bool = False, name: str = "ExponentialDecay"):
-        super().__init__(initial_learning_rate=_validate.number("initial_learning_rate",
-                                                                initial_learning_rate),
-                         decay_steps=duration_arg("decay_steps", decay_steps),
-                         decay_rate=_validate.number("decay_rate", decay_rate, positive=True),
-                         staircase=_validate.boolean("staircase", staircase),
-                         name=_validate.text("name", name))
+        super().__init__(**_decay_args(initial_learning_rate, decay_steps, decay_rate, staircase,
+                                       name, positive_rate=True))
 
     def build(self) -> Schedule:
         return Exponential(self.arg("initial_learning_rate"), self.arg("decay_rate"),
@@ -100,12 +108,8 @@ class InverseTimeDecay(Schedule):
 
     def __init__(self, initial_learning_rate: float, decay_steps: int | Duration,
                  decay_rate: float, staircase: bool = False, name: str = "InverseTimeDecay"):
-        super().__init__(initial_learning_rate=_validate.number("initial_learning_rate",
-                                                                initial_learning_rate),
-                         decay_steps=duration_arg("decay_steps", decay_steps),
-                         decay_rate=_validate.number("decay_rate", decay_rate, nonnegative=True),
-                         staircase=_validate.boolean("staircase", staircase),
-                         name=_validate.text("name", name))
+        super().__init__(**_decay_args(initial_learning_rate, decay_steps, decay_rate, staircase,
+                                       name, positive_rate=False))
 
     def _formula(self, t, xp):
         p = t / self.arg("decay_steps")
