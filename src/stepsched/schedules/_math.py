@@ -39,6 +39,7 @@ class Host:
     minimum = staticmethod(np.minimum)
     maximum = staticmethod(np.maximum)
     cos = staticmethod(np.cos)
+    sin = staticmethod(np.sin)
     exp = staticmethod(np.exp)
     log = staticmethod(np.log)
     sqrt = staticmethod(np.sqrt)
@@ -73,6 +74,13 @@ class Host:
     def piecewise(t, index, branches):
         """``branches[index[j]](t)[j]`` for every j, each branch run on its own steps only."""
         out = np.empty(t.shape, np.float64)
+        if t.size > 1 and np.all(index[1:] >= index[:-1]):  # sorted steps: contiguous runs
+            edges = np.searchsorted(index, np.arange(len(branches) + 1))
+            for i, branch in enumerate(branches):
+                a, b = edges[i], edges[i + 1]
+                if b > a:
+                    out[a:b] = branch(t[a:b])
+            return out
         for i, branch in enumerate(branches):
             mask = index == i
             if mask.any():
@@ -230,6 +238,9 @@ class Graph:
 
     def cos(self, x):
         return self.ops.cos(self._f(x))
+
+    def sin(self, x):
+        return self.ops.sin(self._f(x))
 
     def exp(self, x):
         return self.ops.exp(self._f(x))

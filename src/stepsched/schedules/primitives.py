@@ -73,7 +73,8 @@ class Cosine(Schedule):
 
     def _formula(self, t, xp):
         start, end, p = self.arg("start"), self.arg("end"), self.arg("exponent")
-        half = xp.cos((0.5 * math.pi) * (t / self.duration))
+        d = self.duration
+        half = xp.sin((0.5 * math.pi) * ((d - t) / d))  # = cos(pi u / 2), exactly 0 at t = d
         c = half * half  # = (1 + cos(pi u)) / 2, exactly 0 at the end (a power keeps it 0)
         if p != 1.0:
             c = xp.power(c, p)
