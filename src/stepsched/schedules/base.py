@@ -140,12 +140,8 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
              total_steps: float | None = None) -> None:
         """Resolve durations in place (used at ``fit()`` time by stepsched callbacks)."""
         self._ctx = (steps_per_epoch, total_steps)
-        self._on_bind()
         for child in self._children():
             child.bind(steps_per_epoch, total_steps)
-
-    def _on_bind(self) -> None:
-        """Hook for subclasses that cache anything derived from durations."""
 
     # ----------------------------------------------------------- evaluation
     def _formula(self, t, xp):
@@ -344,14 +340,7 @@ class Recipe(Schedule):
         raise NotImplementedError
 
     def _built(self) -> Schedule:
-        cached = getattr(self, "_cache", None)
-        if cached is None or cached[0] != self._ctx:
-            cached = (self._ctx, self.build())
-            self._cache = cached
-        return cached[1]
-
-    def _on_bind(self) -> None:
-        self._cache = None
+        return self.cached("built", self.build)
 
     @property
     def duration(self) -> float | None:
