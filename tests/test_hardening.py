@@ -242,6 +242,12 @@ TABLE: dict[str, Case] = {
                       + [("lower", 5.0)]),
     "Rex": Case({"start": 0.1, "end": 0.0, "duration": 10},
                 _real("start") + _real("end") + _duration("duration")),
+    # transformers' names (more cases: tests/test_names.py)
+    "get_schedule": Case({"name": "cosine", "peak": 0.1, "warmup": 10, "total": 100},
+                         _choice("name") + _positive("peak") + _duration("warmup", zero_ok=True)
+                         + _duration("total") + [("total", 10), ("num_cycles", 0),
+                                                 ("num_cycles", NAN), ("min_lr", 1e-3)],
+                         aliases=("num_warmup_steps", "num_training_steps")),
     # finder result and plotting
     "LRFinderResult": Case({"lrs": [1e-3, 1e-2, 1e-1], "losses": [1.0, 0.5, 2.0]},
                            [("lrs", [1e-3]), ("lrs", "abc"), ("lrs", [NAN, 1e-2, 1e-1]),
@@ -303,6 +309,8 @@ NOT_CONSTRUCTORS = {
     "Recipe": "abstract base class: subclasses write build()",
     "UnresolvedDurationError": "an exception type",
     "find_lr": "needs a model: see test_find_lr_rejects_bad_arguments",
+    "parse": "takes text: see test_parse_refuses_with_a_one_line_message (tests/test_names.py)",
+    "SpecError": "an exception type",
 }
 
 

@@ -10,6 +10,7 @@ from .durations import Duration, UnresolvedDurationError, epochs, fraction, step
 from .finder import LRFinderResult, find_lr
 from .plotting import plot_schedule, plot_schedules
 from .schedules import *  # noqa: F403  (the flat list of schedule names, see schedules.__all__)
+from .spec import SpecError, get_schedule, parse
 
 __version__ = "0.1.0"
 
@@ -18,5 +19,6 @@ __all__ = [
     "Duration", "UnresolvedDurationError", "epochs", "fraction", "steps",
     "find_lr", "LRFinderResult",
     "plot_schedule", "plot_schedules",
+    "parse", "get_schedule", "SpecError",
     "callbacks",
 ]

@@ -20,6 +20,13 @@ with a one-line message.
 
 >>> load_spec("Warmup(100) >> Cosine(1e-3, 1e-5, 900)")
 Warmup(duration=100) >> Cosine(start=0.001, end=1e-05, duration=900)
+
+For text from a config file or a command-line flag, :func:`parse` reads an
+expression or inline JSON (never a file), and :func:`get_schedule` builds a
+schedule from one of transformers' scheduler names (``lr_scheduler_type``)::
+
+    parse("Warmup(500) >> Cosine(1e-3, 0, 9500)")
+    get_schedule("cosine", peak=1e-3, warmup=500, total=10_000)
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import numbers
 import os
 from typing import Any
 
-__all__ = ["SpecError", "load_spec", "parse_expression", "parse_json", "allowed_names"]
+__all__ = ["SpecError", "load_spec", "parse", "parse_expression", "parse_json", "allowed_names",
+           "get_schedule", "SCHEDULER_NAMES"]
 
 #: longest expression accepted, in characters
 MAX_EXPRESSION_CHARS = 4_000
@@ -174,14 +182,15 @@ class _Interpreter:
     def _Name(self, node, depth):
         if node.id in self.names:
             raise SpecError(f"{node.id} must be called, e.g. {node.id}(...)")
-        raise SpecError(f"unknown name {node.id!r}: {_ALLOWED}")
+        raise SpecError(f"unknown name {node.id!r}: {_ALLOWED}{_name_hint(node.id)}")
 
     def _Call(self, node, depth):
         if not isinstance(node.func, ast.Name):
             raise SpecError(f"only stepsched names can be called, not {_describe(node.func)}")
         fn = self.names.get(node.func.id)
         if fn is None:
-            raise SpecError(f"unknown name {node.func.id!r}: {_ALLOWED}")
+            raise SpecError(f"unknown name {node.func.id!r}: {_ALLOWED}"
+                            f"{_name_hint(node.func.id)}")
         if len(node.args) + len(node.keywords) > MAX_ITEMS:
             raise SpecError(f"too many arguments to {node.func.id}")
         args = []
@@ -200,6 +209,17 @@ class _Interpreter:
             raise
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
             raise SpecError(f"{node.func.id}(...): {_one_line(exc)}") from None
+
+
+def _name_hint(name: str) -> str:
+    """A pointer for names that are close to an allowed one or are a scheduler name."""
+    if name in SCHEDULER_NAMES:
+        return (f"; {name!r} is a transformers scheduler name: use "
+                f"stepsched.get_schedule({name!r}, peak=..., warmup=..., total=...)")
+    import difflib
+
+    close = difflib.get_close_matches(name, list(allowed_names()), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def _check_magnitude(v: Any) -> None:
@@ -344,7 +364,34 @@ def _no_constant(name: str):
     raise SpecError(f"invalid JSON: {name} is not allowed")
 
 
-# ------------------------------------------------------------------ entry point
+# ------------------------------------------------------------------ entry points
+def parse(text: str):
+    """A schedule from text: a stepsched expression or an inline JSON config.
+
+    The text a config file or a command-line flag holds, e.g.
+    ``parse("Warmup(500) >> Cosine(1e-3, 0, 9500)")`` or
+    ``parse("Warmup(fraction(0.05)) >> Cosine(3e-4, 0, fraction(0.95))")``.
+    Text starting with ``{`` is read as the JSON that
+    ``keras.saving.serialize_keras_object(schedule)`` gives; anything else as an
+    expression over stepsched's names (interpreted on an allow-list, never
+    evaluated; see :mod:`stepsched.spec`). Unlike :func:`load_spec` (what
+    ``stepsched show`` uses) it never opens a file. For transformers' names
+    (``"cosine"``, ``"linear"``, ...) use :func:`get_schedule`.
+
+    Raises :class:`SpecError` (a ``ValueError``) with a one-line message.
+
+    >>> parse("Warmup(2) >> Linear(1.0, 0.0, 2)").at(range(5)).tolist()
+    [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    if not isinstance(text, str):
+        raise SpecError(f"text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise SpecError("text is empty: give a schedule expression or a JSON config")
+    if text.lstrip().startswith("{"):
+        return parse_json(text)
+    return parse_expression(text)
+
+
 def load_spec(spec: str):
     """A schedule from a JSON file, a path to an expression file, inline JSON or an expression."""
     if not isinstance(spec, str) or not spec.strip():
@@ -369,3 +416,345 @@ def load_spec(spec: str):
     if text.lstrip().startswith("{"):
         return parse_json(text)
     return parse_expression(text)
+
+
+# ------------------------------------------------------------------ transformers' names
+#: transformers' scheduler names (``SchedulerType`` values, the ``lr_scheduler_type``
+#: of ``TrainingArguments``), each with the options ``get_schedule`` takes for it
+#: (transformers' ``lr_scheduler_kwargs`` names)
+SCHEDULER_NAMES: dict[str, tuple[str, ...]] = {
+    "linear": (),
+    "cosine": ("num_cycles",),
+    "cosine_with_restarts": ("num_cycles",),
+    "polynomial": ("lr_end", "power"),
+    "constant": (),
+    "constant_with_warmup": (),
+    "inverse_sqrt": ("timescale",),
+    "reduce_lr_on_plateau": (),
+    "cosine_with_min_lr": ("num_cycles", "min_lr", "min_lr_rate"),
+    "cosine_warmup_with_min_lr": ("num_cycles", "min_lr", "min_lr_rate", "warmup_lr_rate"),
+    "warmup_stable_decay": ("num_decay_steps", "num_stable_steps", "warmup_type", "decay_type",
+                            "min_lr_ratio", "num_cycles"),
+}
+#: names whose schedule takes warmup and total as epochs(...) / fraction(...) too
+_SYMBOLIC_OK = ("cosine", "cosine_with_min_lr", "constant", "constant_with_warmup",
+                "inverse_sqrt", "warmup_stable_decay")
+_ALIASES = {"num_warmup_steps": "warmup", "num_training_steps": "total"}
+
+
+def get_schedule(name: str, peak: float, warmup=0, total=None, **options):
+    """A schedule from one of transformers' scheduler names, with the same rates.
+
+    The counterpart of transformers' ``get_scheduler(name, optimizer,
+    num_warmup_steps, num_training_steps, scheduler_specific_kwargs)``, for the
+    ``lr_scheduler_type`` / ``lr_scheduler_kwargs`` a config file or a
+    command-line flag holds::
+
+        lr = ss.get_schedule("cosine", peak=3e-4, warmup=500, total=10_000)
+        lr = ss.get_schedule(cfg["lr_scheduler_type"], peak=cfg["learning_rate"],
+                             warmup=cfg["warmup_steps"], total=total_steps,
+                             **cfg.get("lr_scheduler_kwargs", {}))
+
+    ``peak`` is the optimizer's learning rate in transformers' call (its
+    ``LambdaLR`` multiplies it), ``warmup`` is ``num_warmup_steps`` and ``total``
+    is ``num_training_steps`` (those two names are accepted as well). Options
+    are transformers' keyword arguments for that name:
+
+    ==============================  ===============================================
+    name                            options (transformers' defaults)
+    ==============================  ===============================================
+    ``linear``                      none
+    ``cosine``                      ``num_cycles=0.5``
+    ``cosine_with_restarts``        ``num_cycles=1`` (a whole number)
+    ``polynomial``                  ``lr_end=1e-7``, ``power=1.0``
+    ``constant``                    none (and no warmup)
+    ``constant_with_warmup``        none (``total`` is not needed)
+    ``inverse_sqrt``                ``timescale`` (default ``warmup`` or 10,000)
+    ``cosine_with_min_lr``          one of ``min_lr`` / ``min_lr_rate``; ``num_cycles=0.5``
+    ``cosine_warmup_with_min_lr``   one of ``min_lr`` / ``min_lr_rate``;
+                                    ``warmup_lr_rate``; ``num_cycles=0.5``
+    ``warmup_stable_decay``         ``num_decay_steps`` (required), ``num_stable_steps``
+                                    (or ``total``), ``warmup_type="linear"``,
+                                    ``decay_type="cosine"``, ``min_lr_ratio=0``
+    ==============================  ===============================================
+
+    Every step up to ``total`` has transformers' rate (tests/test_names.py
+    checks every name against transformers' formulas). Past ``total``
+    transformers' cosine schedules with ``num_cycles=0.5`` rise again; these
+    hold their final value, as :class:`~stepsched.WarmupCosine` does (any other
+    ``num_cycles`` gives transformers' periodic wave at every step).
+    ``reduce_lr_on_plateau`` is not a function of the step: the error says
+    what to use instead (:class:`stepsched.callbacks.ReduceLROnPlateau`).
+
+    ``warmup`` and ``total`` may be ``epochs(...)`` / ``fraction(...)`` for
+    ``cosine`` (``num_cycles=0.5``), ``cosine_with_min_lr`` (with
+    ``min_lr``/``min_lr_rate``, ``num_cycles=0.5``), ``constant``,
+    ``constant_with_warmup``, ``inverse_sqrt`` and ``warmup_stable_decay``
+    (with ``warmup_type="linear"``, ``num_cycles=0.5``); the other names need
+    numbers of steps. A bad name, option or value raises ``ValueError`` or
+    ``TypeError`` naming it.
+
+    >>> get_schedule("linear", peak=1.0, warmup=2, total=6).at(range(8)).tolist()
+    [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+    import enum
+
+    from . import _validate
+    from .durations import Duration, duration_arg, optional_duration_arg
+
+    if isinstance(name, enum.Enum) and isinstance(name.value, str):
+        name = name.value  # transformers' SchedulerType
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a scheduler name (a string), got {name!r} "
+                        f"({type(name).__name__})")
+    if name not in SCHEDULER_NAMES:
+        import difflib
+
+        close = difflib.get_close_matches(name.lower(), list(SCHEDULER_NAMES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"name must be one of {', '.join(map(repr, SCHEDULER_NAMES))}; "
+                         f"got {name!r}{hint}")
+    given = {"warmup": warmup, "total": total}
+    for alias, arg in _ALIASES.items():
+        if alias in options:
+            value = options.pop(alias)
+            default = given[arg] is None if arg == "total" else \
+                (type(given[arg]) is int and given[arg] == 0)
+            if not default:
+                raise TypeError(f"give {arg} or its transformers name {alias}, not both")
+            given[arg] = value
+    warmup, total = given["warmup"], given["total"]
+    allowed = SCHEDULER_NAMES[name]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        takes = f"takes {', '.join(allowed)}" if allowed else "takes no options"
+        raise TypeError(f"get_schedule({name!r}) got unexpected option(s) "
+                        f"{', '.join(unknown)}; {name!r} {takes}")
+    if name == "reduce_lr_on_plateau":
+        raise ValueError(
+            "name 'reduce_lr_on_plateau' is not a function of the step: it reacts to a metric. "
+            "Use a constant rate, get_schedule('constant', peak=...) (or any schedule), with "
+            "stepsched.callbacks.ReduceLROnPlateau(monitor=..., factor=..., patience=..., "
+            "every=None) in fit()'s callbacks, which has torch's ReduceLROnPlateau semantics")
+    peak = _validate.number("peak", peak, positive=True)
+    warmup = optional_duration_arg("warmup", warmup)
+    total = duration_arg("total", total, allow_none=True)
+    warmup, total = (v.value if isinstance(v, Duration) and v.unit == "steps" else v
+                     for v in (warmup, total))
+    return _BUILDERS[name](name, peak, warmup, total, **options)
+
+
+def _plain_steps(name: str, why: str = "", **durations) -> None:
+    from .durations import Duration
+
+    symbolic = {k: v for k, v in durations.items() if isinstance(v, Duration)}
+    if symbolic:
+        got = ", ".join(f"{k}={v!r}" for k, v in symbolic.items())
+        raise ValueError(
+            f"get_schedule({name!r}{why}) needs {', '.join(durations)} as numbers of steps, got "
+            f"{got}; resolve them first (e.g. total = epochs * steps_per_epoch), or use a name "
+            f"that takes epochs()/fraction(): {', '.join(_SYMBOLIC_OK)}")
+
+
+def _need_total(name: str, warmup, total) -> None:
+    from .durations import Duration
+
+    if total is None:
+        raise ValueError(f"get_schedule({name!r}) needs total (transformers' "
+                         "num_training_steps)")
+    if not isinstance(warmup, Duration) and not isinstance(total, Duration) \
+            and not total > warmup:
+        raise ValueError(f"total must be > warmup (total includes the warmup); got "
+                         f"warmup={warmup!r}, total={total!r}")
+
+
+def _num_cycles(value, *, whole: bool = False) -> float:
+    from . import _validate
+
+    if whole:
+        return _validate.integer("num_cycles", value, minimum=1)
+    return _validate.number("num_cycles", value, positive=True)
+
+
+def _warmed(warmup, schedule, start: float = 0.0, shape: str = "linear"):
+    from .schedules import Warmup
+
+    return Warmup(warmup, start=start, shape=shape) >> schedule if warmup else schedule
+
+
+def _cosine_wave(peak: float, low: float, length: float):
+    """transformers' ``0.5 (1 + cos(2 pi n p))`` between ``peak`` and ``low``, forever."""
+    from .schedules import Cosine, Restarts
+
+    return Restarts(Cosine(peak, low, length) >> Cosine(low, peak, length))
+
+
+def _min_lr(name: str, peak: float, min_lr, min_lr_rate) -> float:
+    from . import _validate
+
+    if min_lr is not None and min_lr_rate is not None:
+        raise ValueError(f"get_schedule({name!r}) takes one of min_lr or min_lr_rate, not both")
+    if min_lr is not None:
+        return _validate.number("min_lr", min_lr, nonnegative=True)
+    if min_lr_rate is None:
+        raise ValueError(f"get_schedule({name!r}) needs min_lr or min_lr_rate (transformers "
+                         "raises too)")
+    return _validate.number("min_lr_rate", min_lr_rate, nonnegative=True) * peak
+
+
+def _build_linear(name, peak, warmup, total):
+    from .schedules import Linear
+
+    _need_total(name, warmup, total)
+    _plain_steps(name, warmup=warmup, total=total)
+    return _warmed(warmup, Linear(peak, 0.0, total - warmup))
+
+
+def _build_cosine(name, peak, warmup, total, num_cycles=0.5, low=0.0):
+    from .schedules import WarmupCosine
+
+    _need_total(name, warmup, total)
+    num_cycles = _num_cycles(num_cycles)
+    if num_cycles == 0.5:
+        return WarmupCosine(peak, warmup, total, end=low)
+    _plain_steps(name, f", num_cycles={num_cycles!r}", warmup=warmup, total=total)
+    return _warmed(warmup, _cosine_wave(peak, low, (total - warmup) / (2.0 * num_cycles)))
+
+
+def _build_cosine_with_min_lr(name, peak, warmup, total, num_cycles=0.5, min_lr=None,
+                              min_lr_rate=None):
+    low = _min_lr(name, peak, min_lr, min_lr_rate)
+    return _build_cosine(name, peak, warmup, total, num_cycles, low=low)
+
+
+def _build_cosine_with_restarts(name, peak, warmup, total, num_cycles=1):
+    from .schedules import Cosine, Restarts
+
+    _need_total(name, warmup, total)
+    n = _num_cycles(num_cycles, whole=True)
+    _plain_steps(name, warmup=warmup, total=total)
+    return _warmed(warmup, Restarts(Cosine(peak, 0.0, (total - warmup) / n), limit=n))
+
+
+def _build_polynomial(name, peak, warmup, total, lr_end=1e-7, power=1.0):
+    from . import _validate
+    from .schedules import Polynomial
+
+    _need_total(name, warmup, total)
+    lr_end = _validate.number("lr_end", lr_end)
+    power = _validate.number("power", power, positive=True)
+    if not peak > lr_end:
+        raise ValueError(f"lr_end must be smaller than peak; got lr_end={lr_end!r}, "
+                         f"peak={peak!r}")
+    _plain_steps(name, warmup=warmup, total=total)
+    return _warmed(warmup, Polynomial(peak, lr_end, total - warmup, power=power))
+
+
+def _build_constant(name, peak, warmup, total):
+    from .schedules import Constant
+
+    if warmup:
+        raise ValueError(f"get_schedule('constant') takes no warmup (transformers ignores it), "
+                         f"got warmup={warmup!r}; use 'constant_with_warmup'")
+    return Constant(peak)
+
+
+def _build_constant_with_warmup(name, peak, warmup, total):
+    from .schedules import Constant
+
+    return _warmed(warmup, Constant(peak))
+
+
+def _build_inverse_sqrt(name, peak, warmup, total, timescale=None):
+    from .durations import duration_arg
+    from .schedules import InverseSqrt
+
+    timescale = duration_arg("timescale", timescale, allow_none=True)
+    if timescale is None and not warmup:
+        timescale = 10_000  # transformers: num_warmup_steps or 10_000
+    return InverseSqrt(peak, warmup, timescale=timescale)
+
+
+def _build_cosine_warmup_with_min_lr(name, peak, warmup, total, num_cycles=0.5, min_lr=None,
+                                     min_lr_rate=None, warmup_lr_rate=None):
+    from . import _validate
+    from .schedules import Cosine, Linear
+
+    _need_total(name, warmup, total)
+    low = _min_lr(name, peak, min_lr, min_lr_rate)
+    if _num_cycles(num_cycles) != 0.5:
+        raise ValueError(f"get_schedule({name!r}) supports num_cycles=0.5 only, got "
+                         f"num_cycles={num_cycles!r}")
+    warmup_lr_rate = _validate.number("warmup_lr_rate", warmup_lr_rate, allow_none=True)
+    _plain_steps(name, warmup=warmup, total=total)
+    # transformers: (t + 1) / w while t < w (or r + (1 - r) t / (w - 1) with warmup_lr_rate r),
+    # then the cosine of (t - w + 1) / (T - w): it starts one step early, at t = w - 1.
+    least = 1 if warmup_lr_rate is None else 2
+    if warmup < least:
+        raise ValueError(f"get_schedule({name!r}) needs warmup >= {least} step(s)"
+                         f"{'' if warmup_lr_rate is None else ' with warmup_lr_rate'}, "
+                         f"got warmup={warmup!r}")
+    decay = Cosine(peak, low, total - warmup)
+    if warmup == 1:
+        return decay
+    start = peak / warmup if warmup_lr_rate is None else warmup_lr_rate * peak
+    return Linear(start, peak, warmup - 1) >> decay
+
+
+def _build_warmup_stable_decay(name, peak, warmup, total, num_decay_steps=None,
+                               num_stable_steps=None, warmup_type="linear", decay_type="cosine",
+                               min_lr_ratio=0.0, num_cycles=0.5):
+    import warnings
+
+    from . import _validate
+    from .durations import duration_arg, optional_duration_arg
+    from .schedules import Polynomial, WarmupStableDecay
+
+    if num_decay_steps is None:
+        raise ValueError("get_schedule('warmup_stable_decay') needs num_decay_steps")
+    decay = duration_arg("num_decay_steps", num_decay_steps)
+    stable = None if num_stable_steps is None else \
+        optional_duration_arg("num_stable_steps", num_stable_steps)
+    if stable is None and total is None:
+        raise ValueError("get_schedule('warmup_stable_decay') needs total or num_stable_steps")
+    if stable is not None and total is not None:
+        warnings.warn("get_schedule('warmup_stable_decay'): both total and num_stable_steps "
+                      "given; num_stable_steps is used (as transformers does)", stacklevel=3)
+        total = None
+    warmup_type = _validate.choice("warmup_type", warmup_type, ("linear", "cosine", "1-sqrt"))
+    decay_type = _validate.choice("decay_type", decay_type, ("linear", "cosine", "1-sqrt"))
+    ratio = _validate.number("min_lr_ratio", min_lr_ratio, nonnegative=True)
+    if ratio > 1.0:
+        raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
+    if _num_cycles(num_cycles) != 0.5:
+        raise ValueError(f"get_schedule({name!r}) supports num_cycles=0.5 only, got "
+                         f"num_cycles={num_cycles!r}")
+    low = ratio * peak
+    if warmup_type == "linear":
+        return WarmupStableDecay(peak, warmup, decay, stable=stable, total=total, start=low,
+                                 end=low, decay_shape=decay_type)
+    _plain_steps(name, f", warmup_type={warmup_type!r}", warmup=warmup, total=total,
+                 num_decay_steps=decay, num_stable_steps=stable)
+    tail = WarmupStableDecay(peak, 0, decay, stable=stable,
+                             total=None if total is None else total - warmup, start=low,
+                             end=low, decay_shape=decay_type)
+    if not warmup:
+        return tail
+    if warmup_type == "cosine":
+        return _warmed(warmup, tail, start=low, shape="cosine")
+    # transformers' "1-sqrt" warmup, 1 - sqrt(1 - u), is a polynomial of power 1/2 towards peak
+    return Polynomial(low, peak, warmup, power=0.5) >> tail
+
+
+_BUILDERS = {
+    "linear": _build_linear,
+    "cosine": _build_cosine,
+    "cosine_with_restarts": _build_cosine_with_restarts,
+    "polynomial": _build_polynomial,
+    "constant": _build_constant,
+    "constant_with_warmup": _build_constant_with_warmup,
+    "inverse_sqrt": _build_inverse_sqrt,
+    "cosine_with_min_lr": _build_cosine_with_min_lr,
+    "cosine_warmup_with_min_lr": _build_cosine_warmup_with_min_lr,
+    "warmup_stable_decay": _build_warmup_stable_decay,
+}
