@@ -109,7 +109,7 @@ def test_logger_warns_when_placed_after_tensorboard(tmp_path):
 def test_fit_without_stepsched_callback_names_the_fix():
     n = 4
     model = onehot_model(ss.Linear(0.2, 0.02, ss.fraction(1.0)), n)
-    with pytest.raises(ss.UnresolvedDurationError, match="add a stepsched callback"):
+    with pytest.raises(ss.UnresolvedDurationError, match="add any stepsched callback"):
         fit(model, *onehot_data(n))
     # With a stepsched callback it trains (a new model: on JAX an exception inside
     # the traced step leaves the model's variables detached).

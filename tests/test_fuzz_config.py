@@ -81,7 +81,7 @@ SEEDS = [keras.saving.serialize_keras_object(s) for s in [
     ss.InverseSqrt(0.1, 5),
     ss.Noam(512, 4),
     ss.KDecay(1.0, 0.0, 10, k=2.0), ss.TanhDecay(1.0, 0.0, 10), ss.Rex(1.0, 0.0, 10),
-    ssc.Scaled(ss.Linear(1.0, 0.0, 10), multiplier=0.5, min_rate=0.01, state={"best": 1.0}),
+    ssc.Scaled(ss.Linear(1.0, 0.0, 10), multiplier=0.5, min_lr=0.01, state={"best": 1.0}),
 ]]
 
 # ------------------------------------------------------------------ strategies

@@ -105,9 +105,11 @@ def test_reset_forgets_the_state():
     callback.set_model(model)
     for epoch, value in enumerate([1.0, 2.0, 3.0]):
         callback.on_epoch_end(epoch, {"loss": value})
-    assert callback.multiplier == 0.25 and callback.scaled.state["best"] == 1.0
+    assert callback.multiplier == 0.25 and callback.plateau.values["best"] == 1.0
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == \
+        pytest.approx(0.025)
     callback.reset()
-    assert callback.multiplier == 1.0 and callback.scaled.state == {}
+    assert callback.multiplier == 1.0 and "best" not in callback.plateau.values
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.1)
 
 
@@ -186,14 +188,17 @@ def test_probe_exact_at_steps_per_execution_8():
     assert -ws8[-1] < 0.9 * SCHEDULE.at(np.arange(n)).sum()
 
 
-def test_float_rate_is_scaled_in_graph():
+def test_float_rate_stays_the_optimizer_variable():
     model = probe_model(0.5)
+    model.optimizer.build(model.trainable_variables)
+    variables = len(model.optimizer.variables)
     callback = ReduceLROnPlateau(monitor="loss", every=4, mode="max", patience=0, factor=0.1)
     recorder = WeightRecorder()
     x, y = probe_data(12)
     model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0,
               callbacks=[callback, recorder])
-    assert isinstance(model.optimizer._learning_rate, Scaled)
+    assert isinstance(model.optimizer._learning_rate, keras.Variable)
+    assert len(model.optimizer.variables) == variables
     # the check at step 4 sets best; the one at step 8 is worse -> reduction from step 8
     np.testing.assert_allclose(recorder.rates(), [0.5] * 8 + [0.05] * 4, atol=1e-6)
 
@@ -264,7 +269,7 @@ def test_resume_with_backup_and_restore(tmp_path, order):
 @pytest.mark.parametrize("kwargs, name", [
     ({"state": [1, 2]}, "state"), ({"state": {"best": "x"}}, "best"), ({"state": "best"}, "state"),
     ({"state": {"patience": 1.0}}, "state keys"), ({"multiplier": 1e308}, "multiplier"),
-    ({"multiplier": -1.0}, "multiplier"), ({"min_rate": -1.0}, "min_rate"),
+    ({"multiplier": -1.0}, "multiplier"), ({"min_lr": -1.0}, "min_lr"),
 ])
 def test_scaled_validates_its_arguments(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name):
@@ -272,7 +277,7 @@ def test_scaled_validates_its_arguments(kwargs, name):
 
 
 def test_scaled_serializes_with_its_state():
-    s = Scaled(ss.Linear(1.0, 0.0, 10), multiplier=0.25, min_rate=0.01, state={"best": 2.0})
+    s = Scaled(ss.Linear(1.0, 0.0, 10), multiplier=0.25, min_lr=0.01, state={"best": 2.0})
     config = keras.saving.serialize_keras_object(s)
     back = keras.saving.deserialize_keras_object(config)
     assert isinstance(back, Scaled) and back.multiplier_value == 0.25 and back.state == s.state

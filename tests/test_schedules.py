@@ -192,13 +192,29 @@ def test_unresolved_duration_says_how_to_fix():
                                atol=1e-7)
 
 
-def test_bind_resolves_in_place_and_rebinds():
-    schedule = ss.Linear(0.0, 1.0, ss.fraction(1.0))
-    schedule.bind(total_steps=100)
-    assert schedule.at(50) == pytest.approx(0.5)
-    schedule.bind(total_steps=200)
-    assert schedule.at(50) == pytest.approx(0.25)
-    assert graph_values(schedule, [50])[0] == pytest.approx(0.25)
+def test_resolve_returns_a_copy_and_never_changes_the_schedule():
+    schedule = ss.Warmup(ss.fraction(0.5)) >> ss.Constant(1.0)
+    short, long = schedule.resolve(total_steps=10), schedule.resolve(total_steps=100)
+    assert short.at(2) == pytest.approx(0.4) and long.at(2) == pytest.approx(0.04)
+    assert schedule.is_symbolic and not short.is_symbolic
+    with pytest.raises(ss.UnresolvedDurationError, match="returns a resolved copy"):
+        schedule.at(2)
+    assert not hasattr(schedule, "bind")
+    assert graph_values(short, [2])[0] == pytest.approx(0.4)
+    concrete = ss.Linear(1.0, 0.0, 10)
+    assert concrete.resolve(total_steps=5) is concrete  # a value: nothing to copy
+
+
+def test_planned_remembers_the_schedule_as_written():
+    schedule = ss.Warmup(ss.epochs(1)) >> ss.Linear(1.0, 0.0, ss.fraction(0.5))
+    planned = ss.Planned(schedule, steps_per_epoch=10, total_steps=40)
+    np.testing.assert_array_equal(planned.at(range(60)),
+                                  schedule.resolve(10, 40).at(range(60)))
+    back = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(planned))
+    assert back.context == (10, 40) and back.arg("schedule").is_symbolic
+    np.testing.assert_array_equal(back.at(range(60)), planned.at(range(60)))
+    with pytest.raises(ValueError, match="total_steps"):
+        ss.Planned(schedule, steps_per_epoch=10, total_steps=-1)
 
 
 def test_fractional_epochs():

@@ -21,6 +21,12 @@ class UnresolvedDurationError(ValueError):
     """A schedule with ``epochs(...)``/``fraction(...)`` was evaluated unresolved."""
 
 
+_HOW = ("Either add any stepsched callback to fit() (e.g. "
+        "stepsched.callbacks.LearningRateLogger()): it resolves the schedule from fit's own "
+        "parameters; or call schedule.resolve(steps_per_epoch=..., total_steps=...), which "
+        "returns a resolved copy, and give that copy to the optimizer")
+
+
 @keras.saving.register_keras_serializable(package="stepsched")
 class Duration:
     """A symbolic duration; ``unit`` is ``"steps"``, ``"epochs"`` or ``"fraction"``."""
@@ -40,18 +46,10 @@ class Duration:
             return self.value
         if self.unit == "epochs":
             if steps_per_epoch is None:
-                raise UnresolvedDurationError(
-                    f"{self!r} needs steps_per_epoch: call schedule.resolve(steps_per_epoch=...) "
-                    "or add a stepsched callback (e.g. stepsched.callbacks.LearningRateLogger()) "
-                    "to fit() so it is resolved from fit's own parameters"
-                )
+                raise UnresolvedDurationError(f"{self!r} needs steps_per_epoch. {_HOW}")
             return self.value * steps_per_epoch
         if total_steps is None:
-            raise UnresolvedDurationError(
-                f"{self!r} needs total_steps: call schedule.resolve(total_steps=...) "
-                "or add a stepsched callback (e.g. stepsched.callbacks.LearningRateLogger()) "
-                "to fit() so it is resolved from fit's own parameters"
-            )
+            raise UnresolvedDurationError(f"{self!r} needs total_steps. {_HOW}")
         return self.value * total_steps
 
     def get_config(self) -> dict:

@@ -1,12 +1,18 @@
 """What every stepsched callback shares: finding the optimizer's schedule and
-resolving ``epochs(...)``/``fraction(...)`` durations from ``fit()``'s own
+planning ``epochs(...)``/``fraction(...)`` durations from ``fit()``'s own
 parameters when training begins."""
 
 from __future__ import annotations
 
+import inspect
+import math
+import warnings
+
 import keras
 
+from ..durations import UnresolvedDurationError
 from ..schedules.base import Schedule
+from ..schedules.planned import Planned
 
 
 def inner_optimizer(optimizer):
@@ -30,30 +36,169 @@ def fit_context(params: dict) -> tuple[float | None, float | None]:
     return float(steps), (float(steps) * epochs if epochs else None)
 
 
-class StepschedCallback(keras.callbacks.Callback):
-    """Base class: resolves the optimizer's stepsched schedule at ``on_train_begin``.
+def planned(rate, context: tuple[float | None, float | None]):
+    """The optimizer's rate with its durations planned for ``context``.
 
-    A second ``fit()`` with a different length re-resolves, and the train
-    function is rebuilt so the traced step does not keep the old constants.
+    Returns ``rate`` itself when nothing changes; never modifies it. A rate
+    that wraps another schedule (``Scaled``) is re-wrapped around the plan.
+    """
+    if hasattr(rate, "with_schedule"):
+        inner = planned(rate.arg("schedule"), context)
+        return rate if inner is rate.arg("schedule") else rate.with_schedule(inner)
+    if isinstance(rate, Planned):
+        if rate.context == context:
+            return rate
+        return Planned(rate.arg("schedule"), *context)
+    if isinstance(rate, Schedule) and rate.is_symbolic:
+        return Planned(rate, *context)
+    return rate
+
+
+def plan_for_fit(model, params: dict) -> None:
+    """Give the optimizer its own plan of its schedule for this ``fit()``.
+
+    The schedule the user built is left as it is; the optimizer gets a
+    ``Planned`` copy. When the plan changes after the train function was
+    traced, the function is rebuilt so the step does not keep old constants.
+    """
+    optimizer = inner_optimizer(model.optimizer)
+    rate = getattr(optimizer, "_learning_rate", None)
+    context = fit_context(params)
+    try:
+        new = planned(rate, context)
+    except UnresolvedDurationError as err:
+        if params.get("steps"):
+            raise
+        raise UnresolvedDurationError(
+            "fit() does not know how many steps an epoch has (the input is a generator, a "
+            "tf.data.Dataset of unknown cardinality or another iterator without a length), so "
+            f"the durations in {rate!r} cannot be turned into steps. Pass steps_per_epoch=N to "
+            "fit(), or call schedule.resolve(steps_per_epoch=..., total_steps=...), which "
+            "returns a resolved copy, and give that copy to the optimizer") from err
+    if new is rate:
+        return
+    optimizer._learning_rate = new
+    _warn_if_longer_than_run(new, context)
+    if getattr(model, "train_function", None) is not None:
+        model.make_train_function(force=True)
+
+
+def _warn_if_longer_than_run(rate, context) -> None:
+    total = context[1]
+    if total is None or not rate.is_finite:
+        return
+    duration = rate.duration
+    if duration is not None and duration > total + 0.5 and math.isfinite(duration):
+        warnings.warn(
+            f"the schedule {rate!r} lasts {duration:g} steps but this fit() runs {total:g}: "
+            "fraction(p) is a fraction of the whole run, so pieces before it lengthen the "
+            "schedule past the run's end (e.g. Warmup(w) >> Cosine(..., fraction(1.0)) lasts "
+            "w steps longer). Give the last piece what remains, e.g. "
+            "WarmupCosine(peak, warmup=w, total=fraction(1.0))", stacklevel=3)
+
+
+def running_callback_list(callback) -> keras.callbacks.CallbackList | None:
+    """The ``CallbackList`` that is calling ``callback`` right now, if any.
+
+    Keras gives a callback no reference to its siblings; the list that
+    dispatches a hook is the caller a few frames up the stack.
+    """
+    frame = inspect.currentframe()
+    try:
+        for _ in range(8):
+            if frame is None:
+                return None
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, keras.callbacks.CallbackList) and any(
+                    c is callback for c in owner.callbacks):
+                return owner
+            frame = frame.f_back
+    finally:
+        del frame
+    return None
+
+
+#: Keras callbacks that assign ``optimizer.learning_rate`` and so fail on a schedule,
+#: with the stepsched counterpart to use instead
+_ASSIGNING_CALLBACKS = {
+    "ReduceLROnPlateau": "stepsched.callbacks.ReduceLROnPlateau (same arguments, works on top "
+                         "of any schedule)",
+    "LearningRateScheduler": "stepsched.callbacks.BatchLearningRateScheduler with a float "
+                             "learning_rate, or put the schedule itself in the optimizer",
+}
+
+
+def check_siblings(callback) -> None:
+    """Refuse, at train begin, Keras callbacks that would fail later on a schedule."""
+    callbacks = running_callback_list(callback)
+    if callbacks is None:
+        return
+    rate = getattr(inner_optimizer(callback.model.optimizer), "_learning_rate", None)
+    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return
+    for other in callbacks.callbacks:
+        name = type(other).__name__
+        if name in _ASSIGNING_CALLBACKS and isinstance(other, getattr(keras.callbacks, name)):
+            raise TypeError(
+                f"keras.callbacks.{name} assigns optimizer.learning_rate, which fails with "
+                "Keras's TypeError when it first fires because this optimizer's rate is the "
+                f"schedule {rate!r}; use {_ASSIGNING_CALLBACKS[name]}")
+
+
+class StepschedCallback(keras.callbacks.Callback):
+    """Base class: plans the optimizer's stepsched schedule at ``on_train_begin``.
+
+    A second ``fit()`` of another length plans the schedule anew (from the
+    schedule as written), and the train function is rebuilt so the traced
+    step does not keep the old constants.
     """
 
     def on_train_begin(self, logs=None):
-        bind_schedule_to_fit(self.model, self.params)
+        plan_for_fit(self.model, self.params)
+        check_siblings(self)
 
     @property
     def optimizer(self):
         return inner_optimizer(self.model.optimizer)
 
 
-def bind_schedule_to_fit(model, params: dict) -> None:
-    optimizer = inner_optimizer(model.optimizer)
-    schedule = getattr(optimizer, "_learning_rate", None)
-    if not isinstance(schedule, Schedule) or not schedule.is_symbolic:
-        return
-    ctx = fit_context(params)
-    if ctx == schedule._ctx:
-        return
-    was_bound = schedule._ctx is not None
-    schedule.bind(*ctx)
-    if was_bound and getattr(model, "train_function", None) is not None:
-        model.make_train_function(force=True)
+class StepCounter:
+    """The global optimizer step on the host, without reading the device per batch.
+
+    Batch hooks give epoch-relative indices (once per chunk under
+    ``steps_per_execution``). The counter reads the optimizer's raw step
+    once (at the first batch end, after any restore), then adds the batches
+    each hook reports; it re-reads at epoch ends, where Keras has synced the
+    state anyway (so steps a ``LossScaleOptimizer`` skipped are caught up).
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.step = None  # optimizer steps done, after the latest batch
+        self._seen = 0
+
+    def epoch_begin(self) -> None:
+        self._seen = 0
+
+    def batch_end(self, callback: keras.callbacks.Callback, batch: int) -> int:
+        """Steps done after the batch hook for ``batch``; returns how many this hook covers."""
+        n = batch + 1
+        if n <= self._seen:  # a new epoch the hooks did not announce
+            self._seen = 0
+        done = n - self._seen
+        self._seen = n
+        if self.step is None:  # through callback.model: on JAX that syncs the state once
+            self.step = read_step(callback.model.optimizer)
+        else:
+            self.step += done
+        return done
+
+    def epoch_end(self, callback: keras.callbacks.Callback) -> None:
+        self.step = read_step(callback.model.optimizer)
+
+
+def read_step(optimizer) -> int:
+    """The optimizer's raw step counter (micro-batches under gradient accumulation)."""
+    return int(keras.ops.convert_to_numpy(inner_optimizer(optimizer)._iterations.value))

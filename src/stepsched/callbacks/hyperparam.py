@@ -46,8 +46,7 @@ class HyperparameterScheduler(StepschedCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if self.schedule.is_symbolic:
-            self.schedule.bind(*fit_context(self.params))
+        self._resolved = self.schedule.resolve(*fit_context(self.params))
         optimizer = self.optimizer
         current = getattr(optimizer, self.name, None)
         if isinstance(current, bool) or not isinstance(current, (int, float)):
@@ -69,7 +68,7 @@ class HyperparameterScheduler(StepschedCallback):
     def on_train_batch_begin(self, batch, logs=None):
         optimizer = self.optimizer
         step = int(keras.ops.convert_to_numpy(optimizer.iterations))
-        setattr(optimizer, self.name, float(self.schedule.at(step)))
+        setattr(optimizer, self.name, float(self._resolved.at(step)))
 
 
 __all__ = ["HyperparameterScheduler"]

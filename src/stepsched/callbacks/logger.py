@@ -2,32 +2,37 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import keras
 
 from .. import _validate
-from .base import StepschedCallback, inner_optimizer
+from ..schedules.base import Schedule
+from .base import StepCounter, StepschedCallback, inner_optimizer, read_step, running_callback_list
 
 __all__ = ["LearningRateLogger", "applied_rate"]
 
 
-def applied_rate(optimizer) -> float:
-    """The learning rate used by the optimizer's most recent update, as a float.
+def applied_rate(optimizer, step: int | None = None) -> float:
+    """The learning rate used by the optimizer's update at raw step ``step``, as a float.
 
-    ``iterations`` is incremented after each update, so with a schedule the
-    last update used ``schedule(iterations - 1)`` (the raw micro-batch counter
-    under gradient accumulation, exactly as the optimizer evaluates it; step 0
-    before any update). A float rate is the variable's value; a callable
-    rate is called with no argument. ``LossScaleOptimizer`` is unwrapped.
+    ``step`` defaults to the most recent update: ``iterations`` is
+    incremented after each update, so with a schedule the last update used
+    ``schedule(iterations - 1)`` (the raw micro-batch counter under gradient
+    accumulation, exactly as the optimizer evaluates it; step 0 before any
+    update). A stepsched schedule is evaluated on the host with ``at()``
+    (the same numbers as in-graph); another Keras schedule in-graph; a float
+    rate is the variable's value; a callable rate is called with no argument.
+    ``LossScaleOptimizer`` is unwrapped.
     """
     opt = inner_optimizer(optimizer)
     lr = opt._learning_rate
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-        counter = opt._iterations
-        step = max(int(keras.ops.convert_to_numpy(counter)) - 1, 0)
-        value = lr(keras.ops.convert_to_tensor(step, dtype=counter.dtype))
+        if step is None:
+            step = max(read_step(opt) - 1, 0)
+        if isinstance(lr, Schedule):
+            return float(lr.at(step))
+        value = lr(keras.ops.convert_to_tensor(step, dtype=opt._iterations.dtype))
     elif isinstance(lr, keras.Variable):
         value = lr.value
     elif callable(lr):
@@ -35,27 +40,6 @@ def applied_rate(optimizer) -> float:
     else:
         value = lr
     return float(keras.ops.convert_to_numpy(value))
-
-
-def _running_callback_list(callback) -> keras.callbacks.CallbackList | None:
-    """The ``CallbackList`` that is calling ``callback`` right now, if any.
-
-    Keras gives a callback no reference to its siblings; the list that
-    dispatches a hook is the caller a few frames up the stack.
-    """
-    frame = inspect.currentframe()
-    try:
-        for _ in range(8):
-            if frame is None:
-                return None
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, keras.callbacks.CallbackList) and any(
-                    c is callback for c in owner.callbacks):
-                return owner
-            frame = frame.f_back
-    finally:
-        del frame
-    return None
 
 
 class LearningRateLogger(StepschedCallback):
@@ -69,20 +53,28 @@ class LearningRateLogger(StepschedCallback):
     per batch, when placed *before* it in the callback list).
 
     The value at a batch end is the rate used by the update just made:
-    ``schedule(iterations - 1)`` for a schedule, the variable's value for a
+    ``schedule(step - 1)`` for a schedule, the variable's value for a
     float rate. With ``steps_per_execution=k`` the batch hook runs once per
     chunk of ``k`` steps and reports the rate of the chunk's last step. Works
     with any schedule (stepsched's or Keras's), a float rate, a callable and
     ``LossScaleOptimizer``. Being a stepsched callback, it also resolves
     ``epochs(...)``/``fraction(...)`` durations when training begins.
 
+    Cost: nothing is read from the device per batch. The step is read once
+    (at the first batch end) and then counted on the host from the batch
+    indices Keras passes; a stepsched schedule is evaluated on the host with
+    ``at()``. The count is re-read at each epoch end, where Keras has the
+    state on the host anyway: steps a ``LossScaleOptimizer`` skips for
+    non-finite gradients (which do not advance the optimizer's step) are
+    caught up there, so within such an epoch the logged rate may run ahead
+    by the number of skipped steps.
+
     Order matters for ``TensorBoard``: it writes the batch logs when its own
     hook runs, so a logger placed after it goes unseen there; a warning is
     issued when training begins in that case. (At epoch ends ``TensorBoard``
     writes the optimizer's current rate, that of the next step, under the same
-    name.) ``every="epoch"`` adds no batch
-    hook, so on JAX it neither forces a host sync per batch nor turns off
-    asynchronous callback dispatch.
+    name.) ``every="epoch"`` adds no batch hook, so asynchronous callback
+    dispatch stays on.
 
     Args:
         every: ``"batch"`` (default) or ``"epoch"``.
@@ -97,6 +89,7 @@ class LearningRateLogger(StepschedCallback):
     def __init__(self, every: str = "batch"):
         super().__init__()
         self.every = _validate.choice("every", every, ("batch", "epoch"))
+        self._counter = StepCounter()
         if self.every == "epoch":
             # Keep Keras's default (no-op) batch hook so that async dispatch
             # stays on and nothing is read from the device per batch.
@@ -105,7 +98,9 @@ class LearningRateLogger(StepschedCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        callbacks = _running_callback_list(self)
+        self._counter.reset()
+        self._optimizer = self.optimizer
+        callbacks = running_callback_list(self)
         if callbacks is None:
             return
         order = list(callbacks.callbacks)
@@ -118,10 +113,22 @@ class LearningRateLogger(StepschedCallback):
                 stacklevel=2,
             )
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._counter.epoch_begin()
+
+    def _rate(self, step: int) -> float:
+        lr = self._optimizer._learning_rate
+        if isinstance(lr, Schedule):
+            return float(lr.at(max(step - 1, 0)))
+        # a float rate, another Keras schedule or a callable: read through the model
+        return applied_rate(self.model.optimizer, max(step - 1, 0))
+
     def on_train_batch_end(self, batch, logs=None):
+        self._counter.batch_end(self, batch)
         if logs is not None:
-            logs["learning_rate"] = applied_rate(self.model.optimizer)
+            logs["learning_rate"] = self._rate(self._counter.step)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._counter.epoch_end(self)
         if logs is not None:
-            logs["learning_rate"] = applied_rate(self.model.optimizer)
+            logs["learning_rate"] = self._rate(self._counter.step)

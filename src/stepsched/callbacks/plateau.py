@@ -1,26 +1,32 @@
 """Reduce the learning rate on a plateau, per epoch or every N batches, on top of any schedule.
 
-The reduction is a multiplier applied to the optimizer's rate in-graph: the
-optimizer's rate becomes ``Scaled(schedule)``, a registered schedule whose
-value at step ``t`` is ``schedule(t) * multiplier`` (never pushed below
-``min_rate``). The schedule's shape is kept, and because the multiplier is read
-inside the traced step, a reduction takes effect at exactly the next optimizer
-step whatever ``steps_per_execution`` is.
+How the reduction reaches the optimizer, and why:
 
-Where the state lives, and why:
+- **A stepsched schedule**: the optimizer's rate becomes ``Scaled(schedule)``,
+  a registered schedule whose value at step ``t`` is ``schedule(t) *
+  multiplier``, so the schedule keeps its shape and a reduction takes effect
+  at exactly the next optimizer step whatever ``steps_per_execution`` is. The
+  multiplier is a ``keras.Variable`` that is *not* one of the optimizer's
+  variables (that would change their count, and ``load_weights`` /
+  ``load_model`` then skip all optimizer state). It is read live in-graph on
+  TensorFlow and PyTorch; on JAX a non-optimizer variable is a trace-time
+  constant, so the callback rebuilds the train function after each reduction
+  (reductions are rare; nothing else is retraced).
+- **A float rate**: the rate stays the optimizer's own variable, which the
+  callback assigns at each reduction (``max(m * base, min(base, min_lr))``).
+  The optimizer keeps exactly the variables of a plainly compiled one, so
+  weights load both ways with ``iterations`` and slots intact.
 
-- The multiplier is a ``keras.Variable`` held by ``Scaled``, *not* one of the
-  optimizer's variables: adding a variable to the optimizer changes its
-  variable count, and ``load_model`` then skips all optimizer state. It is read
-  live in-graph on TensorFlow and PyTorch; on JAX a non-optimizer variable is a
-  trace-time constant, so the callback rebuilds the train function after each
-  reduction (reductions are rare; nothing else is retraced).
-- The plateau state (multiplier, best value, bad-check count, cooldown, EMA)
-  is written in two places that cover both ways Keras saves: ``Scaled``'s
-  config (``model.save`` / ``load_model`` rebuild the optimizer from it) and
-  ``Scaled``'s own entry in the weights file (``save_weights`` /
-  ``load_weights``, which ``BackupAndRestore`` uses), attached to the optimizer
-  as ``optimizer._stepsched_plateau`` beside, not inside, its variable list.
+The plateau state (multiplier, base rate, best value, bad-check count,
+cooldown, EMA) is a ``PlateauState``, attached to the optimizer as
+``optimizer.stepsched_plateau``: Keras's weights files (``save_weights``,
+``ModelCheckpoint(save_weights_only=True)``, ``BackupAndRestore``,
+``model.save``) store it through its public ``save_own_variables`` /
+``load_own_variables`` hooks, beside, not inside, the optimizer's variables.
+A file without it (from a plain run) loads into a plateau run, and the other
+way round. With a schedule the state is also in ``Scaled``'s config, so
+``load_model`` brings it back; with a float rate ``load_model`` restores the
+reduced rate (an optimizer variable) and the counters start afresh.
 """
 
 from __future__ import annotations
@@ -30,104 +36,20 @@ import numbers
 
 import keras
 import numpy as np
-from keras.src.backend.common import global_state
-from keras.src.saving.keras_saveable import KerasSaveable
 
-from .. import _validate
+from .. import _stats, _validate
 from ..schedules import _math
 from ..schedules.base import Schedule, _serialize, as_schedule
 from ..schedules.compose import Wrapper
-from ..schedules.primitives import Constant
-from .base import StepschedCallback, inner_optimizer
+from .base import StepCounter, StepschedCallback, inner_optimizer, running_callback_list
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
-#: the plateau state, saved in this order as one float64 array
-STATE_KEYS = ("best", "wait", "cooldown", "ema", "ema_count")
+#: the plateau bookkeeping, saved in this order as one float64 array
+STATE_KEYS = ("best", "wait", "cooldown", "ema", "ema_count", "base")
 
 _KERAS_COUNTERPARTS = ("ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay",
                        "InverseTimeDecay", "CosineDecay", "CosineDecayRestarts")
-
-
-@keras.saving.register_keras_serializable(package="stepsched")
-class Scaled(Wrapper, KerasSaveable):
-    r"""A schedule times a multiplier held in a variable (what plateau reduction builds).
-
-    .. math:: \eta(t) = \max\bigl(m\,s(t),\; \min(s(t), \text{min\_rate})\bigr)
-
-    so with ``min_rate=0`` it is ``m * s(t)``; a reduction never takes the rate
-    below ``min_rate`` (nor above the schedule itself). ``state`` is the
-    plateau callback's bookkeeping; both it and the current multiplier are in
-    the config and in the weights file, so saving and resuming are exact.
-
-    >>> s = Scaled(Constant(0.5), multiplier=0.1)
-    >>> round(float(s.at(3)), 6)
-    0.05
-    """
-
-    def __init__(self, schedule: Schedule | float, multiplier: float = 1.0,
-                 min_rate: float = 0.0, state: dict | None = None):
-        schedule = as_schedule(schedule, "schedule")
-        multiplier = _validate.number("multiplier", multiplier, nonnegative=True)
-        if multiplier > _F32_MAX:
-            raise ValueError(f"multiplier must fit in float32 (<= {_F32_MAX:.4g}), "
-                             f"got {multiplier!r}")
-        min_rate = _validate.number("min_rate", min_rate, nonnegative=True)
-        super().__init__(schedule=schedule, min_rate=min_rate)
-        self.multiplier = keras.Variable(multiplier, dtype="float32", trainable=False,
-                                         name="plateau_multiplier")
-        self.state = _state_arg(state)
-
-    @property
-    def multiplier_value(self) -> float:
-        return float(keras.ops.convert_to_numpy(self.multiplier.value))
-
-    # ----------------------------------------------------------- evaluation
-    def transform(self, inner, xp):
-        if isinstance(xp, _math.Graph):
-            m = keras.ops.cast(self.multiplier, xp.dtype)
-        else:
-            m = np.float64(np.float32(self.multiplier_value))
-        value = inner * m
-        min_rate = self.arg("min_rate")
-        if min_rate > 0:
-            value = xp.maximum(value, xp.minimum(inner, min_rate))
-        return value
-
-    def resolve(self, steps_per_epoch=None, total_steps=None) -> Scaled:
-        inner = self.arg("schedule").resolve(steps_per_epoch, total_steps)
-        return Scaled(inner, self.multiplier_value, self.arg("min_rate"), self.state)
-
-    # ----------------------------------------------------------- saving
-    def get_config(self) -> dict:
-        return {"schedule": _serialize(self.arg("schedule")),
-                "multiplier": self.multiplier_value,
-                "min_rate": self.arg("min_rate"),
-                "state": dict(self.state)}
-
-    def _obj_type(self):
-        # saving_lib walks a saveable's attributes minus a per-type skip list;
-        # Scaled has no child saveables, so every attribute is skipped.
-        global_state.set_global_attribute("saving_attr_skiplist_StepschedScaled",
-                                          set(dir(self)))
-        return "StepschedScaled"
-
-    def save_own_variables(self, store) -> None:
-        store["0"] = np.asarray(self.multiplier_value, np.float32)
-        store["1"] = np.asarray([self.state.get(k, np.nan) for k in STATE_KEYS], np.float64)
-
-    def load_own_variables(self, store) -> None:
-        if len(store.keys()) == 0:  # saved before a plateau callback was attached
-            return
-        self.multiplier.assign(np.asarray(store["0"], np.float32))
-        values = np.asarray(store["1"], np.float64)
-        self.state = {k: float(v) for k, v in zip(STATE_KEYS, values, strict=True) if not math.isnan(v)}
-
-    def __reduce__(self):
-        return (_from_config, (type(self), self.get_config()))
-
-    def __repr__(self) -> str:
-        return f"Scaled({self.arg('schedule')!r}, multiplier={self.multiplier_value:g})"
 
 
 def _state_arg(state) -> dict:
@@ -144,6 +66,124 @@ def _state_arg(state) -> dict:
             raise TypeError(f"state[{key!r}] must be a real number, got {value!r}")
         out[key] = float(value)
     return out
+
+
+def _multiplier_arg(multiplier) -> float:
+    multiplier = _validate.number("multiplier", multiplier, nonnegative=True)
+    if multiplier > _F32_MAX:
+        raise ValueError(f"multiplier must fit in float32 (<= {_F32_MAX:.4g}), got {multiplier!r}")
+    return multiplier
+
+
+class PlateauState(keras.metrics.Metric):
+    """The state of one plateau reduction: the multiplier (a variable) and the bookkeeping.
+
+    A ``keras.metrics.Metric`` only so that Keras's weights files walk into it
+    from the optimizer it is attached to; it is never a metric of a model.
+    """
+
+    def __init__(self, multiplier: float = 1.0, state: dict | None = None):
+        super().__init__(name="stepsched_plateau", dtype="float32")
+        self.multiplier = keras.Variable(_multiplier_arg(multiplier), dtype="float32",
+                                         trainable=False, name="plateau_multiplier")
+        self.values = _state_arg(state)
+
+    @property
+    def multiplier_value(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.multiplier.value))
+
+    def update_state(self, *args, **kwargs):  # never used as a metric
+        pass
+
+    def result(self):
+        return self.multiplier.value
+
+    def reset_state(self):  # Keras resets metrics each epoch: nothing to forget here
+        pass
+
+    def save_own_variables(self, store) -> None:
+        store["0"] = np.asarray(self.multiplier_value, np.float32)
+        store["1"] = np.asarray([self.values.get(k, np.nan) for k in STATE_KEYS], np.float64)
+
+    def load_own_variables(self, store) -> None:
+        if store is None or "0" not in store.keys():  # a file from a run without the callback
+            return
+        self.multiplier.assign(np.asarray(store["0"], np.float32))
+        values = np.asarray(store["1"], np.float64)
+        self.values = {k: float(v) for k, v in zip(STATE_KEYS, values, strict=False)
+                       if not math.isnan(v)}
+
+
+@keras.saving.register_keras_serializable(package="stepsched")
+class Scaled(Wrapper):
+    r"""A schedule times a multiplier held in a variable (what plateau reduction builds).
+
+    .. math:: \eta(t) = \max\bigl(m\,s(t),\; \min(s(t), \text{min\_lr})\bigr)
+
+    so with ``min_lr=0`` it is ``m * s(t)``; a reduction never takes the rate
+    below ``min_lr`` (nor above the schedule itself). ``state`` is the
+    plateau callback's bookkeeping; both it and the current multiplier are in
+    the config and in the weights file, so saving and resuming are exact.
+
+    >>> import stepsched as ss
+    >>> s = Scaled(ss.Constant(0.5), multiplier=0.1)
+    >>> round(float(s.at(3)), 6)
+    0.05
+    """
+
+    def __init__(self, schedule: Schedule | float, multiplier: float = 1.0,
+                 min_lr: float = 0.0, state: dict | None = None):
+        schedule = as_schedule(schedule, "schedule")
+        min_lr = _validate.number("min_lr", min_lr, nonnegative=True)
+        super().__init__(schedule=schedule, min_lr=min_lr)
+        self.plateau = PlateauState(multiplier, state)
+
+    def with_schedule(self, schedule: Schedule, min_lr: float | None = None) -> Scaled:
+        """The same multiplier and state (shared, not copied) over another schedule."""
+        out = Scaled(schedule, min_lr=self.arg("min_lr") if min_lr is None else min_lr)
+        out.plateau = self.plateau
+        return out
+
+    def resolve(self, steps_per_epoch=None, total_steps=None) -> Scaled:
+        inner = self.arg("schedule").resolve(steps_per_epoch, total_steps)
+        return self if inner is self.arg("schedule") else self.with_schedule(inner)
+
+    @property
+    def multiplier(self):
+        return self.plateau.multiplier
+
+    @property
+    def multiplier_value(self) -> float:
+        return self.plateau.multiplier_value
+
+    @property
+    def state(self) -> dict:
+        return self.plateau.values
+
+    # ----------------------------------------------------------- evaluation
+    def transform(self, inner, xp):
+        if isinstance(xp, _math.Graph):
+            m = keras.ops.cast(self.multiplier, xp.dtype)
+        else:
+            m = np.float64(np.float32(self.multiplier_value))
+        value = inner * m
+        min_lr = self.arg("min_lr")
+        if min_lr > 0:
+            value = xp.maximum(value, xp.minimum(inner, min_lr))
+        return value
+
+    # ----------------------------------------------------------- saving
+    def get_config(self) -> dict:
+        return {"schedule": _serialize(self.arg("schedule")),
+                "multiplier": self.multiplier_value,
+                "min_lr": self.arg("min_lr"),
+                "state": dict(self.state)}
+
+    def __reduce__(self):
+        return (_from_config, (type(self), self.get_config()))
+
+    def __repr__(self) -> str:
+        return f"Scaled({self.arg('schedule')!r}, multiplier={self.multiplier_value:g})"
 
 
 def _from_config(cls, config):
@@ -214,7 +254,10 @@ class ReduceLROnPlateau(StepschedCallback):
             if not 0.0 <= self.smoothing < 1.0:
                 raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
         self.verbose = _validate.integer("verbose", verbose, minimum=0)
-        self.scaled: Scaled | None = None
+        self.plateau: PlateauState | None = None
+        #: ``(step, multiplier after)`` for every reduction made by this callback
+        self.reductions: list[tuple[int, float]] = []
+        self._counter = StepCounter()
         if self.every is None:
             # no batch hook: Keras keeps asynchronous dispatch for epoch-level checks
             self.on_train_batch_end = keras.callbacks.Callback.on_train_batch_end.__get__(self)
@@ -228,13 +271,14 @@ class ReduceLROnPlateau(StepschedCallback):
     def _install(self, model) -> None:
         opt = inner_optimizer(model.optimizer)
         rate = opt._learning_rate
-        changed = True
+        new = rate
         if isinstance(rate, Scaled):
-            scaled, changed = rate, rate.arg("min_rate") != self.min_lr
-            scaled._args["min_rate"] = self.min_lr
+            if rate.arg("min_lr") != self.min_lr:
+                new = rate.with_schedule(rate.arg("schedule"), min_lr=self.min_lr)
+            self.plateau = rate.plateau
         elif isinstance(rate, Schedule):
-            scaled = Scaled(rate, min_rate=self.min_lr)
-            opt._learning_rate = scaled
+            new = Scaled(rate, min_lr=self.min_lr)
+            self.plateau = new.plateau
         elif isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
             name = type(rate).__name__
             hint = (f"use stepsched.{name} (same arguments) instead of keras' {name}"
@@ -243,55 +287,70 @@ class ReduceLROnPlateau(StepschedCallback):
             raise TypeError(f"ReduceLROnPlateau cannot scale the Keras schedule {name} in-graph: "
                             f"{hint}")
         elif isinstance(rate, keras.Variable):
-            value = float(keras.ops.convert_to_numpy(rate.value))
-            scaled = Scaled(Constant(value), min_rate=self.min_lr)
-            opt.learning_rate = scaled  # Keras untracks the float rate's variable
+            plateau = getattr(opt, "stepsched_plateau", None)
+            if not isinstance(plateau, PlateauState):
+                plateau = PlateauState()
+            plateau.values.setdefault("base",
+                                      float(keras.ops.convert_to_numpy(rate.value)))
+            self.plateau = plateau
         else:
             raise TypeError(f"ReduceLROnPlateau needs a float rate or a stepsched schedule, "
                             f"got the optimizer's learning_rate {rate!r}")
-        opt._stepsched_plateau = scaled
-        self.scaled = scaled
-        if changed and getattr(model, "train_function", None) is not None:
-            model.train_function = None  # the traced step holds the old rate object
+        opt.stepsched_plateau = self.plateau
+        if new is not rate:
+            opt._learning_rate = new  # a schedule for a schedule: no variable changes
+            if getattr(model, "train_function", None) is not None:
+                model.train_function = None  # the traced step holds the old rate object
+
+    @property
+    def scaled(self) -> Scaled | None:
+        """The optimizer's ``Scaled`` rate (None with a float rate)."""
+        rate = inner_optimizer(self.model.optimizer)._learning_rate if self.model else None
+        return rate if isinstance(rate, Scaled) else None
 
     def reset(self) -> None:
         """Forget the plateau state (the multiplier returns to 1)."""
-        if self.scaled is not None:
-            self.scaled.state = {}
-            self.scaled.multiplier.assign(1.0)
-            self._after_change()
+        if getattr(self, "plateau", None) is not None:
+            base = self.plateau.values.get("base")
+            self.plateau.values = {} if base is None else {"base": base}
+            self._set_multiplier(1.0)
 
     # ----------------------------------------------------------- hooks
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._step = None  # global step, read lazily (after any restore)
+        callbacks = running_callback_list(self)
+        if callbacks is not None:
+            others = [c for c in callbacks.callbacks
+                      if isinstance(c, ReduceLROnPlateau) and c is not self]
+            if others:
+                raise ValueError(
+                    "two stepsched ReduceLROnPlateau callbacks drive the same optimizer "
+                    f"(monitor={self.monitor!r} and monitor={others[0].monitor!r}): they would "
+                    "share one multiplier and one state; use one callback per optimizer")
+        self._counter.reset()
+        self._reader = _stats.RunningMeanReader()
+        ema = self.plateau.values
+        self._ema = (None if self.smoothing is None else
+                     _stats.EMA(self.smoothing, ema.get("ema", 0.0), int(ema.get("ema_count", 0))))
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._seen = (0, 0.0)  # (batches, running mean) at the previous batch hook
+        self._counter.epoch_begin()
+        self._reader.reset()
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         if self.monitor not in logs:
             raise KeyError(f"ReduceLROnPlateau(monitor={self.monitor!r}): no such per-batch "
                            f"value; available: {sorted(logs)}")
-        n, mean = batch + 1, float(logs[self.monitor])
-        n0, mean0 = getattr(self, "_seen", (0, 0.0))
-        if n <= n0:  # a new epoch the hooks did not announce
-            n0, mean0 = 0, 0.0
-        value = (n * mean - n0 * mean0) / (n - n0)
-        self._seen = (n, mean)
-        if self._step is None:
-            self._step = int(keras.ops.convert_to_numpy(self.optimizer._iterations.value))
-        else:
-            self._step += n - n0
-        state = self.scaled.state
-        if self.smoothing is not None:
-            s = self.smoothing
-            state["ema"] = s * state.get("ema", 0.0) + (1.0 - s) * value
-            state["ema_count"] = state.get("ema_count", 0.0) + 1.0
-            value = state["ema"] / (1.0 - s ** state["ema_count"])
-        if self._step // self.every > (self._step - (n - n0)) // self.every:
-            self._check(value, self._step)
+        done = self._counter.batch_end(self, batch)
+        value = self._reader.read(float(logs[self.monitor]), batch + 1)
+        step = self._counter.step
+        if self._ema is not None:
+            value = self._ema.update(value)
+            self.plateau.values.update({"ema": self._ema.average,
+                                        "ema_count": float(self._ema.count)})
+        if step // self.every > (step - done) // self.every:
+            self._check(value, step)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.every is not None:
@@ -317,7 +376,7 @@ class ReduceLROnPlateau(StepschedCallback):
 
     def _check(self, value: float, when: int) -> None:
         """One check, exactly torch's ``ReduceLROnPlateau.step(value)``."""
-        state = self.scaled.state
+        state = self.plateau.values
         worst = math.inf if self.mode == "min" else -math.inf
         best = state.get("best", worst)
         wait, cooldown = state.get("wait", 0.0), state.get("cooldown", 0.0)
@@ -329,24 +388,38 @@ class ReduceLROnPlateau(StepschedCallback):
             cooldown -= 1.0
             wait = 0.0
         if wait > self.patience:
-            old = self.scaled.multiplier_value
-            self.scaled.multiplier.assign(old * self.factor)
-            self._after_change()
+            old = self.plateau.multiplier_value
+            self._set_multiplier(old * self.factor)
+            self.reductions.append((when if self.every is not None else self._epoch_step(),
+                                    self.plateau.multiplier_value))
             cooldown, wait = float(self.cooldown), 0.0
             if self.verbose:
                 unit = "epoch" if self.every is None else "step"
                 keras.utils.io_utils.print_msg(
                     f"\n{unit} {when}: ReduceLROnPlateau: {self.monitor} did not improve for "
                     f"{self.patience + 1} checks; rate multiplier {old:.4g} -> "
-                    f"{self.scaled.multiplier_value:.4g}")
-        state.update(best=best, wait=wait, cooldown=cooldown)
+                    f"{self.plateau.multiplier_value:.4g}")
+        state.update({"best": best, "wait": wait, "cooldown": cooldown})
 
-    def _after_change(self) -> None:
-        if keras.backend.backend() == "jax" and self.model is not None:
+    def _epoch_step(self) -> int:
+        self._counter.epoch_end(self)
+        return self._counter.step
+
+    def _set_multiplier(self, value: float) -> None:
+        self.plateau.multiplier.assign(value)
+        model = self.model
+        if model is None:
+            return
+        opt = inner_optimizer(model.optimizer)  # through the model: on JAX that syncs the state
+        if isinstance(opt._learning_rate, keras.Variable):
+            base = self.plateau.values["base"]
+            opt.learning_rate = max(value * base, min(base, self.min_lr))
+        elif keras.backend.backend() == "jax":
             # on JAX the multiplier is a trace-time constant: trace the step again
-            self.model.make_train_function(force=True)
+            model.make_train_function(force=True)
 
     @property
     def multiplier(self) -> float:
         """The multiplier currently in force."""
-        return 1.0 if self.scaled is None else self.scaled.multiplier_value
+        plateau = getattr(self, "plateau", None)
+        return 1.0 if plateau is None else plateau.multiplier_value

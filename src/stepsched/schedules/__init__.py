@@ -11,6 +11,7 @@ from .keras_compat import (
     PiecewiseConstantDecay,
     PolynomialDecay,
 )
+from .planned import Planned
 from .primitives import Constant, Cosine, Exponential, Interpolate, Linear, Piecewise, Polynomial
 from .recipes import (
     Cyclic,
@@ -25,7 +26,7 @@ from .recipes import (
 __all__ = [
     "Schedule", "Recipe",
     "Constant", "Linear", "Cosine", "Exponential", "Polynomial", "Piecewise", "Interpolate",
-    "Sequence", "Warmup", "Restarts", "Affine", "Clip", "PerUpdate",
+    "Sequence", "Warmup", "Restarts", "Affine", "Clip", "PerUpdate", "Planned",
     "ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay", "InverseTimeDecay",
     "CosineDecay", "CosineDecayRestarts",
     "OneCycle", "OneCycleMomentum", "Cyclic", "WarmupCosine", "WarmupStableDecay", "InverseSqrt",

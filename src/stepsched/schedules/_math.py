@@ -9,12 +9,15 @@ no Python branching on values, and piece look-ups are ``searchsorted`` +
 
 Precision: TensorFlow and torch compute in float64 in-graph. JAX (without x64)
 has only float32, which cannot hold integer steps above 2**24 exactly; there the
-step is carried as an exact int32 (``ExactStep``) through whole-number shifts,
-clipping, floor division and cycle look-ups, so periodic schedules keep their
-phase up to step 2**31 - 1. Smooth formulas see it as float32.
+step is carried as an ``ExactStep`` (an int32 plus a float32 fraction) through
+shifts, clipping, floor division and table look-ups, so every piece's *local*
+step is exact wherever the piece starts (joins, knots, cycle starts past 2**24).
+Formulas never see it: ``Schedule._eval`` hands them ``xp.float(t)``.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -99,6 +102,11 @@ class Host:
         return np.floor(t / k)
 
     @staticmethod
+    def offset(t, table, index):
+        """``t - table[index]``."""
+        return t - np.asarray(table, np.float64)[index]
+
+    @staticmethod
     def cycles(t, starts):
         """``(i, t - starts[i])`` where ``starts[i] <= t < starts[i + 1]`` (i an index)."""
         i = np.searchsorted(np.asarray(starts[1:], np.float64), t, side="right")
@@ -106,36 +114,52 @@ class Host:
 
 
 class ExactStep:
-    """A step held exactly as an int32 tensor (JAX without x64).
+    """A step held exactly as ``n + f``: an int32 ``n`` and a float32 ``f`` in [0, 1).
 
-    Whole-number shifts stay exact; any other arithmetic sees it as float32.
+    Used on JAX without x64, where float32 cannot hold integer steps above
+    2**24. Shifts by any constant (``t - c``), clipping against constants,
+    floor division by whole numbers and offsets looked up in tables stay
+    exact, so a piece's local step is exact wherever its start lies. Only
+    structural pieces (sequences, restarts, knots) handle it; a formula
+    receives ``xp.float(t)``, which the base class does for every formula.
     """
 
-    def __init__(self, n, graph: Graph):
+    def __init__(self, n, f, graph: Graph):
         self.n = n
+        self.f = f  # None means 0
         self.graph = graph
 
     def as_float(self):
-        return self.graph.ops.cast(self.n, self.graph.dtype)
-
-    def __jax_array__(self):
-        return self.as_float()
+        ops, dtype = self.graph.ops, self.graph.dtype
+        value = ops.cast(self.n, dtype)
+        return value if self.f is None else value + self.f
 
     @property
     def shape(self):
         return self.graph.ops.shape(self.n)
 
-    def __sub__(self, c):
-        if _whole(c):
-            return ExactStep(self.n - int(c), self.graph)
-        return self.as_float() - c
+    def shift(self, c: float):
+        """``self + c`` for a Python number ``c``, exactly."""
+        if not abs(c) <= INT32_MAX:
+            return self.as_float() + c
+        whole = math.floor(c)
+        frac = c - whole
+        n = self.n + whole if whole else self.n
+        if frac == 0.0:
+            return ExactStep(n, self.f, self.graph)
+        return self.graph._normalized(n, frac if self.f is None else self.f + frac)
 
     def __add__(self, c):
-        if _whole(c):
-            return ExactStep(self.n + int(c), self.graph)
+        if _number(c):
+            return self.shift(float(c))
         return self.as_float() + c
 
     __radd__ = __add__
+
+    def __sub__(self, c):
+        if _number(c):
+            return self.shift(-float(c))
+        return self.as_float() - c
 
     def __rsub__(self, c):
         return c - self.as_float()
@@ -154,17 +178,38 @@ class ExactStep:
     def __neg__(self):
         return -self.as_float()
 
-    def __lt__(self, c):
-        return self.as_float() < c
+    def less(self, c: float):
+        """``self < c`` for a Python number ``c``, exactly."""
+        if not abs(c) <= INT32_MAX:
+            return self.graph.ops.full_like(self.n, c > 0, dtype="bool")
+        whole = math.floor(c)
+        frac = c - whole
+        if self.f is None:
+            return self.n < whole if frac == 0.0 else self.n <= whole
+        return (self.n < whole) | ((self.n == whole) & (self.f < frac))
 
-    def __le__(self, c):
-        return self.as_float() <= c
+    def __lt__(self, c):
+        return self.less(float(c)) if _number(c) else self.as_float() < c
+
+    def __ge__(self, c):
+        return ~self.less(float(c)) if _number(c) else self.as_float() >= c
 
     def __gt__(self, c):
         return self.as_float() > c
 
-    def __ge__(self, c):
-        return self.as_float() >= c
+    def __le__(self, c):
+        return self.as_float() <= c
+
+
+def _number(c) -> bool:
+    return isinstance(c, (int, float, np.floating, np.integer)) and not isinstance(c, bool)
+
+
+def _split(values) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 values as (int32 whole part, float32 fraction in [0, 1))."""
+    values = np.minimum(np.asarray(values, np.float64), INT32_MAX)
+    whole = np.floor(values)
+    return whole.astype("int32"), (values - whole).astype("float32")
 
 
 class Graph:
@@ -178,50 +223,66 @@ class Graph:
         self.exact = dtype == "float32"
         self.scalar = False  # True when evaluating the optimizer's single step
 
-    def _f(self, x):
-        return x.as_float() if isinstance(x, ExactStep) else x
-
     def step(self, step):
         """The evaluator's view of an integer step tensor (flattened)."""
-        ops = self.ops
         import keras
 
+        ops = self.ops
         step = ops.reshape(step, (-1,))
         if self.exact and "int" in keras.backend.standardize_dtype(step.dtype):
-            return ExactStep(ops.cast(step, "int32"), self)
+            return ExactStep(ops.cast(step, "int32"), None, self)
         return ops.cast(step, self.dtype)
 
+    def _normalized(self, n, f):
+        """``ExactStep(n, f)`` with ``f`` brought back into [0, 1)."""
+        ops = self.ops
+        carry = ops.floor(f)
+        return ExactStep(n + ops.cast(carry, "int32"), f - carry, self)
+
     def float(self, t):
-        return self._f(t)
+        return t.as_float() if isinstance(t, ExactStep) else t
+
+    _f = float
 
     def const(self, x):
         return self.ops.convert_to_tensor(np.asarray(x, dtype=self.dtype))
 
-    def where(self, c, a, b):
-        return self.ops.where(c, self._t(a), self._t(b))
-
-    # minimum, maximum and floor are written with where/mod: keras.ops.minimum,
-    # maximum, floor and ceil return float32 for float64 inputs on torch.
     def _t(self, x):
         x = self._f(x)
         return x if hasattr(x, "shape") else self.const(x)
+
+    def where(self, c, a, b):
+        return self.ops.where(c, self._t(a), self._t(b))
 
     def _is_int(self, x) -> bool:
         import keras
 
         return hasattr(x, "dtype") and "int" in keras.backend.standardize_dtype(x.dtype)
 
+    def _pick(self, cond, a: ExactStep, c: float) -> ExactStep:
+        """``where(cond, a, c)`` for an exact step ``a`` and a number ``c`` (|c| <= INT32_MAX)."""
+        ops = self.ops
+        whole = math.floor(c)
+        n = ops.where(cond, a.n, whole)
+        frac = c - whole
+        if a.f is None and frac == 0.0:
+            return ExactStep(n, None, self)
+        f = ops.where(cond, a.f if a.f is not None else 0.0, frac)
+        return ExactStep(n, ops.cast(f, "float32"), self)
+
+    # minimum, maximum and floor are written with where/mod: keras.ops.minimum,
+    # maximum, floor and ceil return float32 for float64 inputs on torch.
     def minimum(self, a, b):
-        if isinstance(a, ExactStep) and _whole(b):
-            return ExactStep(self.ops.minimum(a.n, int(b)), self)
+        if isinstance(a, ExactStep) and _number(b) and abs(b) <= INT32_MAX:
+            return self._pick(a.less(float(b)), a, float(b))
         if self._is_int(a):  # an index
             return self.ops.minimum(a, b)
         a, b = self._t(a), self._t(b)
         return self.ops.where(a < b, a, b)
 
     def maximum(self, a, b):
-        if isinstance(a, ExactStep) and _whole(b):
-            return ExactStep(self.ops.maximum(a.n, int(b)), self)
+        if isinstance(a, ExactStep) and _number(b) and abs(b) <= INT32_MAX:
+            return self._pick(~a.less(float(b)), a, float(b))
         if self._is_int(a):  # an index
             return self.ops.maximum(a, b)
         a, b = self._t(a), self._t(b)
@@ -229,12 +290,16 @@ class Graph:
 
     def floor(self, x):
         if isinstance(x, ExactStep):
-            return x
+            return ExactStep(x.n, None, self)
         x = self._t(x)
         return x - self.ops.mod(x, self.const(1.0))
 
     def ceil(self, x):
-        return x if isinstance(x, ExactStep) else -self.floor(-self._f(x))
+        if isinstance(x, ExactStep):
+            if x.f is None:
+                return x
+            return ExactStep(x.n + self.ops.cast(x.f > 0, "int32"), None, self)
+        return -self.floor(-self._f(x))
 
     def cos(self, x):
         return self.ops.cos(self._f(x))
@@ -264,12 +329,10 @@ class Graph:
         return self.ops.log1p(self._t(x))
 
     def power(self, x, y):
-        x, y = self._f(x), self._f(y)
-        return self.ops.power(x if hasattr(x, "shape") else self.const(x),
-                              y if hasattr(y, "shape") else self.const(y))
+        return self.ops.power(self._t(x), self._t(y))
 
     def bucket(self, boundaries, t):
-        if isinstance(t, ExactStep):
+        if isinstance(t, ExactStep) and t.f is None:
             # for an integer n: b <= n  <=>  ceil(b) <= n
             edges = np.ceil(np.asarray(boundaries, np.float64))
             edges = edges[edges <= INT32_MAX]  # never reached by an int32 step
@@ -277,10 +340,23 @@ class Graph:
                 return self.ops.zeros_like(t.n)
             return self.ops.searchsorted(self.ops.convert_to_tensor(edges.astype("int32")),
                                          t.n, side="right")
-        return self.ops.searchsorted(self.const(boundaries), t, side="right")
+        # a step with a fractional part is a piece's local step: exact in float32 below 2**24
+        return self.ops.searchsorted(self.const(boundaries), self._f(t), side="right")
 
     def gather(self, values, index):
         return self.ops.take(self.const(values), index, axis=0)
+
+    def offset(self, t, table, index):
+        """``t - table[index]`` (a step), exact for an exact step."""
+        if not isinstance(t, ExactStep):
+            return t - self.gather(table, index)
+        ops = self.ops
+        whole, frac = _split(table)
+        n = t.n - ops.take(ops.convert_to_tensor(whole), index, axis=0)
+        f = -ops.take(ops.convert_to_tensor(frac), index, axis=0)
+        if t.f is not None:
+            f = f + t.f
+        return self._normalized(n, f)
 
     def select(self, columns, index):
         ops = self.ops
@@ -295,38 +371,37 @@ class Graph:
         if not self.scalar:
             return self.select([branch(t) for branch in branches], index)
         exact = isinstance(t, ExactStep)
+        with_f = exact and t.f is not None
 
         def run(branch):
-            def call(x):
-                value = branch(ExactStep(x, self) if exact else x)
+            def call(*operands):
+                if exact:
+                    x = ExactStep(operands[0], operands[1] if with_f else None, self)
+                else:
+                    x = operands[0]
+                value = branch(x)
                 return ops.broadcast_to(ops.cast(self._f(value), self.dtype), (1,))
             return call
 
-        return ops.switch(index[0],
-                          [run(b) for b in branches], t.n if exact else t)
+        operands = ((t.n, t.f) if with_f else (t.n,)) if exact else (t,)
+        return ops.switch(index[0], [run(b) for b in branches], *operands)
 
     def floordiv(self, t, d):
+        """``(i, t - i * d)`` with ``i = floor(t / d)`` (i as float, the rest a step)."""
         if isinstance(t, ExactStep) and _whole(d) and d >= 1:
             i = t.n // int(d)
-            return self.ops.cast(i, self.dtype), ExactStep(t.n - i * int(d), self)
+            return self.ops.cast(i, self.dtype), ExactStep(t.n - i * int(d), t.f, self)
         i = self.floor(self._f(t) / d)
         return i, self._f(t) - i * d
 
     def quotient(self, t, k):
         if isinstance(t, ExactStep) and _whole(k) and k >= 1:
-            return ExactStep(t.n // int(k), self)
+            return ExactStep(t.n // int(k), None, self)
         return self.floor(self._f(t) / k)
 
     def cycles(self, t, starts):
         i = self.bucket(starts[1:], t)
-        starts = np.asarray(starts, np.float64)
-        if isinstance(t, ExactStep):
-            whole = np.minimum(np.floor(starts), INT32_MAX).astype("int32")
-            shift = self.ops.take(self.ops.convert_to_tensor(whole), i, axis=0)
-            local = self.ops.cast(t.n - shift, self.dtype) - self.gather(starts - whole, i)
-        else:
-            local = t - self.gather(starts, i)
-        return i, local
+        return i, self.offset(t, starts, i)
 
 
 def graph_dtype() -> str:

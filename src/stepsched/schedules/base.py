@@ -18,18 +18,15 @@ from .. import _validate
 from ..durations import Duration
 from . import _math
 
-_Context = tuple  # (steps_per_epoch, total_steps)
 
-
-def _resolve(value: Any, ctx: _Context | None, deep: bool = False) -> Any:
+def _resolve(value: Any, spe: float | None, total: float | None, deep: bool = False) -> Any:
     """Durations to numbers of steps; child schedules resolved into copies if ``deep``."""
     if isinstance(value, Duration):
-        spe, total = ctx if ctx is not None else (None, None)
         return value.to_steps(spe, total)
     if isinstance(value, Schedule):
-        return value.resolve(*(ctx or (None, None))) if deep else value
+        return value.resolve(spe, total) if deep else value
     if isinstance(value, (list, tuple)):
-        return [_resolve(v, ctx, deep) for v in value]
+        return [_resolve(v, spe, total, deep) for v in value]
     return value
 
 
@@ -83,24 +80,31 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, **args: Any):
         self._args = dict(args)
-        self._ctx: _Context | None = None
+
+    #: True for structural pieces (sequences, restarts, knots) whose ``_formula``
+    #: takes the step as the evaluator holds it (exact on JAX); every other
+    #: formula receives a plain float array.
+    exact_step = False
 
     # ----------------------------------------------------------- arguments
     def arg(self, name: str) -> Any:
-        """The argument ``name`` with durations resolved to numbers of steps."""
-        return self.cached(("arg", name), lambda: _resolve(self._args[name], self._ctx))
+        """The argument ``name``, a duration in steps as a number.
+
+        Raises ``UnresolvedDurationError`` for ``epochs(...)``/``fraction(...)``
+        until the schedule is resolved (``resolve()`` returns a resolved copy).
+        """
+        return self.cached(("arg", name), lambda: _resolve(self._args[name], None, None))
 
     def cached(self, key: Any, compute):
-        """``compute()``, remembered until the durations are bound anew.
+        """``compute()``, worked out once: a schedule is an immutable value.
 
         Evaluation runs on every step in eager mode (torch), so anything
-        derived from the arguments is worked out once per binding.
+        derived from the arguments is computed once per object.
         """
-        cache = self.__dict__.setdefault("_memo", {})
-        hit = cache.get(key)
-        if hit is None or hit[0] != self._ctx:
-            hit = cache[key] = (self._ctx, compute())
-        return hit[1]
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     def _children(self) -> list[Schedule]:
         out = []
@@ -131,28 +135,28 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
     # ----------------------------------------------------------- resolution
     def resolve(self, steps_per_epoch: float | None = None,
                 total_steps: float | None = None) -> Schedule:
-        """A concrete copy with ``epochs(...)``/``fraction(...)`` turned into steps."""
-        ctx = (steps_per_epoch, total_steps)
-        args = {k: _resolve(v, ctx, deep=True) for k, v in self._args.items()}
-        return type(self)(**args)
+        """A copy with ``epochs(...)``/``fraction(...)`` turned into steps.
 
-    def bind(self, steps_per_epoch: float | None = None,
-             total_steps: float | None = None) -> None:
-        """Resolve durations in place (used at ``fit()`` time by stepsched callbacks)."""
-        self._ctx = (steps_per_epoch, total_steps)
-        for child in self._children():
-            child.bind(steps_per_epoch, total_steps)
+        The schedule itself never changes: hand the returned copy to the
+        optimizer (stepsched callbacks do this at ``fit()`` time, from fit's
+        own parameters). A schedule without such durations returns itself.
+        """
+        if not self.is_symbolic:
+            return self
+        args = {k: _resolve(v, steps_per_epoch, total_steps, deep=True)
+                for k, v in self._args.items()}
+        return type(self)(**args)
 
     # ----------------------------------------------------------- evaluation
     def _formula(self, t, xp):
         raise NotImplementedError
 
     def _eval(self, t, xp, clip: bool = True):
-        """Value at local step ``t`` (float array); finite pieces hold their end value."""
+        """Value at local step ``t``; finite pieces hold their end value."""
         duration = self.duration
         if clip and duration is not None:
             t = xp.minimum(t, duration)
-        return self._formula(t, xp)
+        return self._formula(t if self.exact_step else xp.float(t), xp)
 
     def __call__(self, step):
         ops = keras.ops

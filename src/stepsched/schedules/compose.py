@@ -47,7 +47,7 @@ class Warmup(Schedule):
 
     def ramp(self, t, xp, target: float):
         start, shape = self.arg("start"), self.arg("shape")
-        u = xp.minimum(t / self.duration, 1.0)
+        u = xp.minimum(xp.float(t) / self.duration, 1.0)
         if shape == "linear":
             return start + (target - start) * u
         if shape == "cosine":
@@ -83,15 +83,17 @@ class Sequence(Schedule):
             if not p.is_finite:
                 raise ValueError(f"pieces[{i}] is open-ended ({p!r}); only the last piece "
                                  "may run forever")
-        if isinstance(pieces[-1], Warmup):
-            raise ValueError("a Warmup cannot be the last piece: it ramps to the piece after it")
+        # A Warmup may end a sequence for now: ``a >> Warmup(n) >> b`` is built left to
+        # right, and the sequence is complete once something follows the warmup.
         super().__init__(pieces=pieces, relative=_validate.boolean("relative", relative))
+
+    exact_step = True
 
     @classmethod
     def _join(cls, a: Schedule, b: Schedule) -> Sequence:
         def parts(s):
-            if isinstance(s, Sequence) and s.arg("relative"):
-                return list(s.arg("pieces"))
+            if isinstance(s, Sequence) and s._args["relative"]:
+                return list(s._args["pieces"])
             return [s]
         return cls(parts(a) + parts(b))
 
@@ -107,26 +109,38 @@ class Sequence(Schedule):
         return self.arg("pieces")[-1].is_finite
 
     def _starts(self) -> list[float]:
-        starts = [0.0]
-        for p in self.arg("pieces")[:-1]:
-            starts.append(starts[-1] + p.duration)
-        return starts
+        def compute():
+            starts = [0.0]
+            for p in self.arg("pieces")[:-1]:
+                starts.append(starts[-1] + p.duration)
+            return starts
+        return self.cached("starts", compute)
 
-    def _start_value(self, i: int, starts: list[float]) -> float:
+    def _start_value(self, i: int) -> float:
         piece = self.arg("pieces")[i]
         if isinstance(piece, Warmup):
             return piece.arg("start")
-        local = 0.0 if self.arg("relative") else starts[i]
+        local = 0.0 if self.arg("relative") else self._starts()[i]
         return float(piece._eval(np.array([local]), _math.Host, clip=self.arg("relative"))[0])
+
+    def _targets(self) -> list[float | None]:
+        """Per piece: the value a Warmup ramps to (the next piece's start), else None."""
+        def compute():
+            pieces = self.arg("pieces")
+            if isinstance(pieces[-1], Warmup):
+                raise ValueError(f"{self!r} ends with a Warmup, which has no piece after it to "
+                                 "ramp to: write Warmup(...) >> schedule")
+            return [self._start_value(i + 1) if isinstance(p, Warmup) else None
+                    for i, p in enumerate(pieces)]
+        return self.cached("targets", compute)
 
     def _formula(self, t, xp):
         pieces, relative = self.arg("pieces"), self.arg("relative")
-        starts = self._starts()
+        starts, targets = self._starts(), self._targets()
         last = pieces[-1].duration
         ends = starts[1:] + [math.inf if last is None else starts[-1] + last]
         def branch(i):
-            piece, lo, hi = pieces[i], starts[i], ends[i]
-            target = self._start_value(i + 1, starts) if isinstance(piece, Warmup) else None
+            piece, lo, hi, target = pieces[i], starts[i], ends[i], targets[i]
 
             def value(t):
                 ti = xp.maximum(t, lo) if math.isinf(hi) else xp.minimum(xp.maximum(t, lo), hi)
@@ -167,6 +181,8 @@ class Restarts(Schedule):
     [1.0, 0.5, 1.0, 0.5, 1.0]
     """
 
+    exact_step = True
+
     def __init__(self, piece: Schedule, period_mult: float = 1.0, decay: float = 1.0,
                  limit: int | None = None):
         piece = as_schedule(piece, "piece")
@@ -189,6 +205,9 @@ class Restarts(Schedule):
 
     def _start_table(self, horizon: float) -> list[float] | None:
         """Cycle starts S_0 = 0, S_1, ... past ``horizon`` (None if too many to tabulate)."""
+        return self.cached(("table", horizon), lambda: self._make_table(horizon))
+
+    def _make_table(self, horizon: float) -> list[float] | None:
         d, m, limit = self.arg("piece").duration, self.arg("period_mult"), self.arg("limit")
         if limit is None:  # cycles needed to pass the horizon, plus a margin for rounding
             count = math.log1p(horizon * (m - 1.0) / d) / math.log1p(m - 1.0) + 3
@@ -336,13 +355,9 @@ class PerUpdate(Schedule):
                          accumulation_steps=_validate.integer("accumulation_steps",
                                                               accumulation_steps, minimum=1))
 
-    def bind(self, steps_per_epoch=None, total_steps=None) -> None:
-        self._ctx = (steps_per_epoch, total_steps)
-        k = self.arg("accumulation_steps")
-        self.arg("schedule").bind(None if steps_per_epoch is None else steps_per_epoch / k,
-                                  None if total_steps is None else total_steps / k)
-
     def resolve(self, steps_per_epoch=None, total_steps=None) -> Schedule:
+        if not self.is_symbolic:
+            return self
         k = self.arg("accumulation_steps")
         inner = self.arg("schedule").resolve(
             None if steps_per_epoch is None else steps_per_epoch / k,

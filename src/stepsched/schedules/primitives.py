@@ -191,6 +191,8 @@ class Piecewise(Schedule):
     [1.0, 1.0, 0.10000000149011612, 0.009999999776482582]
     """
 
+    exact_step = True
+
     def __init__(self, boundaries, values, duration: int | Duration | None = None):
         boundaries, values = _knots(boundaries, values, 1)
         super().__init__(boundaries=boundaries, values=values,
@@ -213,6 +215,7 @@ class Interpolate(Schedule):
     """
 
     KINDS = ("linear", "cosine")
+    exact_step = True
 
     def __init__(self, boundaries, values, kind: str = "linear"):
         boundaries, values = _knots(boundaries, values, 0)
@@ -232,11 +235,12 @@ class Interpolate(Schedule):
         v = self.arg("values")
         n = len(b)
         if n == 1:
-            return t * 0.0 + v[0]
+            return xp.float(t) * 0.0 + v[0]
         j = xp.minimum(xp.maximum(xp.bucket(b, t), 1), n - 1)
-        x0, x1 = xp.gather(b, j - 1), xp.gather(b, j)
+        widths = self.cached("widths", lambda: [b[0]] + [b[i] - b[i - 1] for i in range(1, n)])
+        local = xp.float(xp.offset(t, b[:-1], j - 1))  # t - x0, exact wherever the knots lie
         y0, y1 = xp.gather(v, j - 1), xp.gather(v, j)
-        frac = xp.minimum(xp.maximum((t - x0) / (x1 - x0), 0.0), 1.0)
+        frac = xp.minimum(xp.maximum(local / xp.gather(widths, j), 0.0), 1.0)
         if self.arg("kind") == "cosine":
             return y1 + (y0 - y1) * (0.5 * (1.0 + xp.cos(math.pi * frac)))
         return y0 + (y1 - y0) * frac

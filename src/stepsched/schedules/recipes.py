@@ -190,6 +190,7 @@ class Cyclic(Schedule):
     """
 
     MODES = ("triangular", "triangular2", "exp_range")
+    exact_step = True
 
     def __init__(self, low: float, high: float, up: int | Duration,
                  down: int | Duration | None = None, mode: str = "triangular",
