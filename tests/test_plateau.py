@@ -283,3 +283,92 @@ def test_scaled_serializes_with_its_state():
     assert isinstance(back, Scaled) and back.multiplier_value == 0.25 and back.state == s.state
     np.testing.assert_allclose(back.at(range(12)), s.at(range(12)))
     np.testing.assert_allclose(s.at([0, 8, 10]), [0.25, max(0.25 * 0.2, 0.01), 0.0], rtol=1e-6)
+
+
+# ------------------------------------------------------------------ weights files, both ways
+def _adam_model(rate):
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="mse")
+    return model
+
+
+def _opt_values(model):
+    return [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+
+
+@pytest.mark.parametrize("rate", ["float", "schedule"])
+def test_plateau_weights_load_into_a_plainly_compiled_model_and_back(tmp_path, rate, capsys):
+    def make_rate():
+        return 0.01 if rate == "float" else ss.Exponential(0.01, 0.9, every=4)
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+    model = _adam_model(make_rate())
+    path = str(tmp_path / "ckpt.weights.h5")
+    plateau = ReduceLROnPlateau(monitor="loss", every=2, mode="max", patience=0, factor=0.5)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False, callbacks=[
+        plateau, keras.callbacks.ModelCheckpoint(path, save_weights_only=True)])
+    assert plateau.multiplier < 1.0 and plateau.reductions
+    saved = _opt_values(model)
+    # into a model compiled the usual way, not yet trained (the optimizer is built by load)
+    plain = _adam_model(make_rate())
+    plain.optimizer.build(plain.trainable_variables)
+    plain.load_weights(path)
+    assert "Skipping" not in capsys.readouterr().out
+    loaded = _opt_values(plain)
+    assert int(keras.ops.convert_to_numpy(plain.optimizer.iterations)) == 16
+    for a, b in zip(saved[2:], loaded[2:], strict=True):  # the moments
+        np.testing.assert_array_equal(a, b)
+    # and the other way: a plain run's weights into a model with the plateau callback
+    plain.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    plain.save_weights(path)
+    again = _adam_model(make_rate())
+    callback = ReduceLROnPlateau(monitor="loss", every=2)
+    callback.set_model(again)
+    again.optimizer.build(again.trainable_variables)
+    again.load_weights(path)
+    assert int(keras.ops.convert_to_numpy(again.optimizer.iterations)) == 24
+    for a, b in zip(_opt_values(plain)[2:], _opt_values(again)[2:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert callback.multiplier == 1.0
+
+
+def test_plateau_state_resumes_from_a_weights_file(tmp_path):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(32, 3)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+    model = _adam_model(0.01)
+    first = ReduceLROnPlateau(monitor="loss", every=2, mode="max", patience=1, factor=0.5)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False, callbacks=[first])
+    path = str(tmp_path / "w.weights.h5")
+    model.save_weights(path)
+    resumed = _adam_model(0.01)
+    second = ReduceLROnPlateau(monitor="loss", every=2, mode="max", patience=1, factor=0.5)
+    second.set_model(resumed)
+    resumed.optimizer.build(resumed.trainable_variables)
+    resumed.load_weights(path)
+    assert second.multiplier == first.multiplier < 1.0
+    assert second.plateau.values == first.plateau.values
+    assert float(keras.ops.convert_to_numpy(resumed.optimizer.learning_rate)) == \
+        pytest.approx(0.01 * first.multiplier)
+
+
+def test_second_plateau_callback_applies_its_own_min_lr():
+    model = probe_model(ss.Constant(1.0))
+    x, y = probe_data(8)
+    fit = dict(batch_size=2, epochs=1, shuffle=False, verbose=0)
+    model.fit(x, y, callbacks=[ReduceLROnPlateau(every=1, mode="max", patience=0,
+                                                 factor=0.1, min_lr=0.0)], **fit)
+    recorder = WeightRecorder()
+    second = ReduceLROnPlateau(every=1, mode="max", patience=0, factor=0.1, min_lr=0.05)
+    model.fit(x, y, callbacks=[second, recorder], **fit)
+    assert recorder.rates().min() == pytest.approx(0.05, rel=1e-6)
+    assert model.optimizer._learning_rate.get_config()["min_lr"] == 0.05
+
+
+def test_two_plateau_callbacks_on_one_optimizer_are_refused():
+    model = probe_model(0.1)
+    x, y = probe_data(4)
+    with pytest.raises(ValueError, match="two stepsched ReduceLROnPlateau"):
+        model.fit(x, y, batch_size=2, verbose=0, callbacks=[
+            ReduceLROnPlateau(monitor="loss", every=2), ReduceLROnPlateau(monitor="loss")])
