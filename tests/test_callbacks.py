@@ -82,23 +82,14 @@ def test_logger_every_epoch_writes_epoch_logs_only():
                                schedule.at([n - 1, 2 * n - 1]), rtol=RTOL)
 
 
-class SilentBoard(keras.callbacks.TensorBoard):
-    """A ``TensorBoard`` that writes nothing (the tensorboard package is optional)."""
-
-    for _hook in ("set_model", "on_train_begin", "on_train_end", "on_epoch_begin",
-                  "on_epoch_end", "on_train_batch_begin", "on_train_batch_end",
-                  "on_test_begin", "on_test_end"):
-        locals()[_hook] = getattr(keras.callbacks.Callback, _hook)
-    del _hook
-
-
 def test_logger_warns_when_placed_after_tensorboard(tmp_path):
+    """The real ``TensorBoard`` (what it then writes: tests/test_tensorboard.py)."""
     n = 2
-    board = SilentBoard(log_dir=str(tmp_path / "tb"))
+    board = keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb"))
     with pytest.warns(UserWarning, match="placed after keras.callbacks.TensorBoard"):
         fit(onehot_model(0.1, n), *onehot_data(n),
             callbacks=[board, ss.callbacks.LearningRateLogger()])
-    board = SilentBoard(log_dir=str(tmp_path / "tb2"))
+    board = keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb2"))
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*placed after.*")
         fit(onehot_model(0.1, n), *onehot_data(n),
