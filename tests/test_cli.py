@@ -1,4 +1,5 @@
-"""The ``stepsched`` command: ``show`` (specs, hostile input), ``demo`` end to end, the docs."""
+"""The ``stepsched`` command: ``show`` (specs, hostile input), the process set-up (entry points,
+backend choice, quiet start), ``demo`` end to end, the docs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 
 import stepsched as ss
-from stepsched.cli import CSV_COLUMNS, main
+from stepsched import _startup
+from stepsched.cli import build_parser, main
+from stepsched.demo import CSV_COLUMNS
 from stepsched.spec import MAX_DEPTH, SpecError, load_spec, parse_expression, parse_json
 from tests.conftest import BACKEND
 
@@ -218,6 +221,138 @@ def test_unresolved_or_open_ended_specs_name_the_missing_option(capsys):
     assert code == 2  # not a file: read as an expression, which it is not
 
 
+# ----------------------------------------------------------------- the command's process
+SHOW = ["show", "Warmup(100) >> Cosine(1e-3, 1e-5, 900)", "--steps", "1000"]
+
+
+def _command_env(**extra) -> dict:
+    """The environment of a user's shell: no test-suite log settings."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "PYTEST_CURRENT_TEST")}
+    return dict(env, **extra)
+
+
+def _native_lines(stderr: str) -> list[str]:
+    """Lines of absl / TensorFlow C++ logging (start-up noise) in ``stderr``."""
+    return [ln for ln in stderr.splitlines()
+            if _startup._LOG_LINE.match(ln) or "absl::InitializeLog" in ln
+            or ln.startswith("To enable the following instructions")]
+
+
+def _console_script() -> Path:
+    script = Path(sys.executable).parent / ("stepsched.exe" if os.name == "nt" else "stepsched")
+    if not script.exists():
+        pytest.skip("the stepsched console script is not installed next to this Python")
+    return script
+
+
+@pytest.mark.parametrize("entry", ["python -m stepsched", "stepsched"])
+def test_both_entry_points_show_the_same_and_print_no_startup_lines(entry, capsys):
+    code, expected, _ = run(SHOW, capsys)  # in this process
+    assert code == 0
+    prefix = [sys.executable, "-m", "stepsched"] if entry != "stepsched" else [str(_console_script())]
+    proc = subprocess.run(prefix + SHOW, capture_output=True, text=True, timeout=180,
+                          env=_command_env(KERAS_BACKEND=BACKEND))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == expected
+    assert proc.stderr == ""  # no TensorFlow, absl or oneDNN lines on any backend
+
+
+def test_show_without_keras_backend_uses_the_lightest_installed_backend(capsys):
+    # -X importtime lists every module the process imports, on stderr
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "stepsched", *SHOW],
+                          capture_output=True, text=True, timeout=180, env=_command_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+    installed = [b for b in _startup.LIGHTEST_FIRST if importlib.util.find_spec(b) is not None]
+    lightest, heavier = installed[0], installed[1:]
+    assert f"keras.src.backend.{lightest}" in imported  # the backend Keras loaded
+    for name in heavier:
+        assert name not in imported, f"{name} imported although {lightest} is installed"
+    assert proc.stdout == run(SHOW, capsys)[1]  # same output as on this run's backend
+    assert _native_lines(proc.stderr) == []
+
+
+def test_keras_backend_set_by_the_user_is_kept_for_show():
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "stepsched", *SHOW],
+                          capture_output=True, text=True, timeout=180,
+                          env=_command_env(KERAS_BACKEND=BACKEND))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+    assert f"keras.src.backend.{BACKEND}" in imported
+    others = set(_startup.BACKENDS) - {BACKEND}
+    assert not {f"keras.src.backend.{b}" for b in others} & imported
+
+
+def test_python_dash_m_reports_usage_errors_like_the_command():
+    proc = subprocess.run([sys.executable, "-m", "stepsched"], capture_output=True, text=True,
+                          timeout=180, env=_command_env(KERAS_BACKEND=BACKEND))
+    assert proc.returncode == 2 and "usage: stepsched" in proc.stderr
+    assert _native_lines(proc.stderr) == []
+    proc = subprocess.run([sys.executable, "-m", "stepsched", "show", "Linear(1.0, 0.0, -5)"],
+                          capture_output=True, text=True, timeout=180,
+                          env=_command_env(KERAS_BACKEND=BACKEND))
+    assert proc.returncode == 2 and proc.stderr.startswith("stepsched show: error: ")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_command_is_recognised_only_when_it_is_the_program():
+    py = "/usr/bin/python3"
+    script = "/venv/bin/stepsched"
+    args = ["show", "X", "--steps", "5"]
+    assert _startup.command_args(["-m", *args], [py, "-m", "stepsched", *args], None) == args
+    assert _startup.command_args(["-m", *args], [py, "-X", "importtime", "-mstepsched", *args],
+                                 None) == args
+    assert _startup.command_args(["-m", *args], [py, "-m", "stepsched.cli", *args], None) == args
+    assert _startup.command_args([script, *args], [py, script, *args], script) == args
+    # other programs that import stepsched
+    assert _startup.command_args(["-m", *args], [py, "-m", "pytest", *args], None) is None
+    assert _startup.command_args(["-c", "-m", "stepsched"],
+                                 [py, "-c", "import stepsched", "-m", "stepsched"], None) is None
+    assert _startup.command_args(["/x/pytest", *args], [py, "/x/pytest", *args],
+                                 "/x/pytest") is None
+    assert _startup.command_args(["/x/stepsched", *args], [py, "/y/run.py"], "/y/run.py") is None
+    assert _startup.command_args([], [py], None) is None
+
+
+@pytest.mark.parametrize("argv, value", [
+    (["demo", "--backend", "torch"], "torch"),
+    (["demo", "--backend=jax", "--epochs", "3"], "jax"),
+    (["demo", "--back", "tensorflow"], "tensorflow"),  # argparse accepts unique prefixes
+    (["demo", "--batch-size", "4"], None),
+    (["demo", "--backend"], None),
+])
+def test_demo_backend_option_is_read_before_keras_loads(argv, value):
+    assert _startup._option(argv, "--backend") == value
+    parsed = None
+    try:
+        parsed = build_parser().parse_args(argv).backend
+    except SystemExit:
+        pass
+    if value is not None:
+        assert parsed == value  # the same reading as the command's own parser
+
+
+def test_native_start_up_lines_are_dropped_and_everything_else_kept():
+    captured = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796228117.312938    5525 port.cc:153] oneDNN custom operations are on.\n"
+        "I0000 00:00:1796228117.428467    5525 cpu_feature_guard.cc:227] This TensorFlow binary "
+        "is optimized to use available CPU instructions.\n"
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild "
+        "TensorFlow with the appropriate compiler flags.\n"
+        "/x/y.py:3: UserWarning: something the user should see\n"
+        "W0000 00:00:1796228117.5    5525 gpu_device.cc:2341] Cannot dlopen some GPU libraries.\n"
+        "E0000 00:00:1796228117.6    5525 cuda_dnn.cc:8310] Unable to register cuDNN factory\n"
+        "To enable the following instructions: kept, it follows a kept line\n")
+    kept = _startup.filter_native_lines(captured, min_level=2).splitlines()
+    assert kept == ["/x/y.py:3: UserWarning: something the user should see",
+                    "E0000 00:00:1796228117.6    5525 cuda_dnn.cc:8310] Unable to register "
+                    "cuDNN factory",
+                    "To enable the following instructions: kept, it follows a kept line"]
+    assert _startup.filter_native_lines(captured, min_level=0).count("\n") == 7
+
+
 # ----------------------------------------------------------------- demo
 def _read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
@@ -229,12 +364,15 @@ def _read_csv(path: Path) -> list[dict]:
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     out_dir = tmp_path / "demo"
-    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, "-m", "stepsched.cli", "demo", "--out", str(out_dir),
-                           "--epochs", "2", "--seed", "3"],
+    # --backend wins over KERAS_BACKEND; the command's own set-up keeps TensorFlow quiet
+    other = next(b for b in _startup.BACKENDS if b != BACKEND)
+    env = _command_env(KERAS_BACKEND=other, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, "-m", "stepsched", "demo", "--out", str(out_dir),
+                           "--epochs", "2", "--seed", "3", "--backend", BACKEND],
                           capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"backend {BACKEND}" in proc.stdout
+    assert _native_lines(proc.stderr) == [], proc.stderr[-3000:]
     assert "held-out accuracy" in proc.stdout and "suggested rate" in proc.stdout
     png = out_dir / "demo.png"
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 20_000

@@ -5,6 +5,11 @@ the optimizer (``schedule(step)``) and on the host with NumPy
 (``schedule.at(steps)``), composable with ``>>``, and serializable by Keras.
 """
 
+# ruff: noqa: E402  (the command's process set-up must run before Keras is imported)
+from ._startup import prepare as _prepare
+
+_prepare()  # only in the stepsched command: backend and TF log level (see _startup)
+
 from . import callbacks, schedules
 from .durations import Duration, UnresolvedDurationError, epochs, fraction, steps
 from .finder import LRFinderResult, find_lr

@@ -1,0 +1,8 @@
+"""``python -m stepsched``: the same command as ``stepsched``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
