@@ -288,7 +288,7 @@ TABLE: dict[str, Case] = {
                                      ("name", None)] + _schedule("schedule")),
     "Scaled": Case({"schedule": LIN},
                    _schedule("schedule") + _real("multiplier") + [("multiplier", -1.0)]
-                   + _real("min_rate", rate=False) + [("min_rate", -1.0)]
+                   + _real("min_lr", rate=False) + [("min_lr", -1.0)]
                    + [("state", [1, 2]), ("state", {"best": "x"}), ("state", "best")]),
 }
 
@@ -697,7 +697,7 @@ def _catalogue() -> dict[str, Schedule]:
         "WarmupStableDecay(1-sqrt)": ss.WarmupStableDecay(0.1, 10, 20, stable=30,
                                                           decay_shape="1-sqrt"),
         "Scaled": ssc.Scaled(ss.Restarts(ss.Cosine(1.0, 0.0, 9)), multiplier=0.5,
-                             min_rate=0.01),
+                             min_lr=0.01),
     })
     return out
 
@@ -986,3 +986,54 @@ def test_killed_run_resumes_plateau_state_exactly(tmp_path):
     assert weight(resumed) == pytest.approx(weight(whole), rel=1e-6)
     assert math.isclose(resumed.optimizer._learning_rate.multiplier_value,
                         whole.optimizer._learning_rate.multiplier_value)
+
+
+# ------------------------------------------------------------------ structure far out
+FAR = 2**24 + 2**22 + 0.25  # past float32's exact integers, and not a whole number
+FAR_LOCAL = [0, 1, 2, 3, 7, 50, 999, 4096, 123_457]
+
+
+def _far_catalogue() -> dict[str, Schedule]:
+    """Every catalogue schedule started at step FAR (so its joins, knots, boundaries and cycle
+    starts lie past 2**24), plus knots placed there directly."""
+    out = {name: ss.Constant(0.25, FAR) >> s for name, s in CATALOGUE.items()}
+    out.update({
+        "Interpolate(far knots)": ss.Interpolate([2**24, 2**24 + 10], [0.0, 1.0]),
+        "Interpolate(far cosine)": ss.Interpolate([2**25 + 0.5, 2**25 + 40.5, 2**25 + 90],
+                                                  [0.1, 1.0, 0.3], kind="cosine"),
+        "Piecewise(far)": ss.Piecewise([2**24 + 1, 2**24 + 2, 2**26 + 3], [1.0, 0.5, 0.25, 0.1]),
+        "Warmup(far)": ss.Constant(0.0, 3 * 2**23 + 0.5) >> ss.Warmup(10) >> ss.Cosine(1, 0, 9),
+    })
+    return out
+
+
+FAR_CATALOGUE = _far_catalogue()
+
+
+def _far_steps(name):
+    if "(far" in name:
+        schedule = FAR_CATALOGUE[name]
+        if isinstance(schedule, (ss.Interpolate, ss.Piecewise)):
+            knots = [float(b) for b in schedule.arg("boundaries")]
+        else:
+            knots = [3 * 2**23 + 0.5]
+        return sorted({int(k) + d for k in knots for d in (-1, 0, 1, 2, 3, 5, 10, 20)})
+    return [int(FAR) + d for d in FAR_LOCAL]
+
+
+@pytest.mark.parametrize("name", sorted(FAR_CATALOGUE))
+def test_joins_knots_and_cycle_starts_past_2_24_match_numpy(name):
+    schedule = FAR_CATALOGUE[name]
+    steps = _far_steps(name)
+    expected = schedule.at(steps)
+    got = graph_values(schedule, steps)
+    # every local step is exact on every backend: no allowance for a rounded step
+    assert_f32_close(schedule, steps, got, expected, exact_step=True)
+    got = graph_values(schedule, steps, scalar=True)
+    assert_f32_close(schedule, steps, got, expected, exact_step=True)
+
+
+def test_interpolate_far_knots_reported_case():
+    s = ss.Interpolate([2**24, 2**24 + 10], [0.0, 1.0])
+    np.testing.assert_allclose(graph_values(s, [2**24 + 1, 2**24 + 3, 2**24 + 5]),
+                               [0.1, 0.3, 0.5], rtol=1e-6)

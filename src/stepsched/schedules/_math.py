@@ -340,8 +340,15 @@ class Graph:
                 return self.ops.zeros_like(t.n)
             return self.ops.searchsorted(self.ops.convert_to_tensor(edges.astype("int32")),
                                          t.n, side="right")
-        # a step with a fractional part is a piece's local step: exact in float32 below 2**24
-        return self.ops.searchsorted(self.const(boundaries), self._f(t), side="right")
+        if isinstance(t, ExactStep):
+            # n + f against every boundary bi + bf: the sign of (bi - n) + (bf - f) is exact
+            # where it matters (bi near n), so the count is exact at any distance
+            ops = self.ops
+            whole, frac = _split(boundaries)
+            gap = ops.cast(ops.convert_to_tensor(whole)[None, :] - t.n[:, None], "float32")
+            gap = gap + (ops.convert_to_tensor(frac)[None, :] - t.f[:, None])
+            return ops.sum(ops.cast(gap <= 0.0, "int32"), axis=1)
+        return self.ops.searchsorted(self.const(boundaries), t, side="right")
 
     def gather(self, values, index):
         return self.ops.take(self.const(values), index, axis=0)
