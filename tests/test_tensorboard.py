@@ -171,3 +171,15 @@ def test_logger_after_tensorboard_is_unseen_there_and_warned(tmp_path):
             callbacks=[keras.callbacks.TensorBoard(str(tmp_path), update_freq=1),
                        ss.callbacks.LearningRateLogger()])
     assert "batch_learning_rate" not in read_scalars(tmp_path / "train")
+
+
+def test_guide_code_runs(tmp_path):
+    import re
+
+    guide = Path(__file__).resolve().parents[1] / "docs" / "guide" / "tensorboard.md"
+    blocks = re.findall(r"```python\n(.*?)```", guide.read_text(), flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {"__name__": "guide", "LOG_DIR": str(tmp_path)}
+    for block in blocks:
+        exec(compile(block, str(guide), "exec"), namespace)  # noqa: S102
+    assert len(namespace["logged"]) == 32
