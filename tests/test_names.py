@@ -394,3 +394,19 @@ def test_parse_refuses_with_a_one_line_message(text, fragment):
 def test_parse_refuses_non_text():
     with pytest.raises(SpecError, match="text must be a string, got bytes"):
         ss.parse(b"Constant(0.1)")
+
+
+def test_migration_page_names_section_runs():
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "migration.md").read_text()
+    section = page.split("## Schedules by name", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1
+    namespace: dict = {"__name__": "migration"}
+    exec(compile(blocks[0], "docs/migration.md", "exec"), namespace)  # noqa: S102
+    ref = _reference(lambda t: wsd_lambda(t, num_warmup_steps=200, num_decay_steps=2_000,
+                                          num_training_steps=10_000, min_lr_ratio=0.1), 10_500)
+    np.testing.assert_allclose(namespace["wsd"].at(range(10_500)), ref / PEAK * 1e-3,
+                               rtol=1e-6, atol=1e-12)
