@@ -10,6 +10,7 @@ import warnings
 
 import keras
 
+from .. import _keras
 from ..durations import UnresolvedDurationError
 from ..schedules.base import Schedule
 from ..schedules.planned import Planned
@@ -62,7 +63,7 @@ def plan_for_fit(model, params: dict) -> None:
     traced, the function is rebuilt so the step does not keep old constants.
     """
     optimizer = inner_optimizer(model.optimizer)
-    rate = getattr(optimizer, "_learning_rate", None)
+    rate = _keras.rate_of(optimizer)
     context = fit_context(params)
     try:
         new = planned(rate, context)
@@ -77,10 +78,9 @@ def plan_for_fit(model, params: dict) -> None:
             "returns a resolved copy, and give that copy to the optimizer") from err
     if new is rate:
         return
-    optimizer._learning_rate = new
+    _keras.replace_schedule(optimizer, new)
     _warn_if_longer_than_run(new, context)
-    if getattr(model, "train_function", None) is not None:
-        model.make_train_function(force=True)
+    _keras.retrace(model)
 
 
 def _warn_if_longer_than_run(rate, context) -> None:
@@ -133,7 +133,7 @@ def check_siblings(callback) -> None:
     callbacks = running_callback_list(callback)
     if callbacks is None:
         return
-    rate = getattr(inner_optimizer(callback.model.optimizer), "_learning_rate", None)
+    rate = _keras.rate_of(inner_optimizer(callback.model.optimizer))
     if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
         return
     for other in callbacks.callbacks:
@@ -185,6 +185,9 @@ class StepCounter:
     def batch_end(self, callback: keras.callbacks.Callback, batch: int) -> int:
         """Steps done after the batch hook for ``batch``; returns how many this hook covers."""
         n = batch + 1
+        steps = (callback.params or {}).get("steps")
+        if steps:  # the last chunk of an epoch reports a full chunk past the epoch's end
+            n = min(n, int(steps))
         if n <= self._seen:  # a new epoch the hooks did not announce
             self._seen = 0
         done = n - self._seen
@@ -195,10 +198,15 @@ class StepCounter:
             self.step += done
         return done
 
+    @property
+    def batches(self) -> int:
+        """Batches of the current epoch done after the latest hook."""
+        return self._seen
+
     def epoch_end(self, callback: keras.callbacks.Callback) -> None:
         self.step = read_step(callback.model.optimizer)
 
 
 def read_step(optimizer) -> int:
     """The optimizer's raw step counter (micro-batches under gradient accumulation)."""
-    return int(keras.ops.convert_to_numpy(inner_optimizer(optimizer)._iterations.value))
+    return int(keras.ops.convert_to_numpy(_keras.step_variable(inner_optimizer(optimizer)).value))

@@ -6,7 +6,7 @@ import warnings
 
 import keras
 
-from .. import _validate
+from .. import _keras, _validate
 from ..schedules.base import Schedule
 from .base import StepCounter, StepschedCallback, inner_optimizer, read_step, running_callback_list
 
@@ -26,13 +26,13 @@ def applied_rate(optimizer, step: int | None = None) -> float:
     ``LossScaleOptimizer`` is unwrapped.
     """
     opt = inner_optimizer(optimizer)
-    lr = opt._learning_rate
+    lr = _keras.rate_of(opt)
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
         if step is None:
             step = max(read_step(opt) - 1, 0)
         if isinstance(lr, Schedule):
             return float(lr.at(step))
-        value = lr(keras.ops.convert_to_tensor(step, dtype=opt._iterations.dtype))
+        value = lr(keras.ops.convert_to_tensor(step, dtype=_keras.step_variable(opt).dtype))
     elif isinstance(lr, keras.Variable):
         value = lr.value
     elif callable(lr):
@@ -100,6 +100,7 @@ class LearningRateLogger(StepschedCallback):
         super().on_train_begin(logs)
         self._counter.reset()
         self._optimizer = self.optimizer
+        self._float_rate = None
         callbacks = running_callback_list(self)
         if callbacks is None:
             return
@@ -117,10 +118,23 @@ class LearningRateLogger(StepschedCallback):
         self._counter.epoch_begin()
 
     def _rate(self, step: int) -> float:
-        lr = self._optimizer._learning_rate
+        lr = _keras.rate_of(self._optimizer)
         if isinstance(lr, Schedule):
             return float(lr.at(max(step - 1, 0)))
-        # a float rate, another Keras schedule or a callable: read through the model
+        if isinstance(lr, keras.Variable):
+            # On JAX the variable's value is detached during an epoch (the state lives in
+            # the jitted loop) unless a callback synced it this batch, e.g. to assign it;
+            # the rate is not changed by the train step, so the last value read holds.
+            try:
+                value = lr.value
+            except TypeError:  # detached (JAX, mid-epoch)
+                value = None
+            if value is not None:
+                self._float_rate = float(keras.ops.convert_to_numpy(value))
+            if getattr(self, "_float_rate", None) is None:
+                self._float_rate = applied_rate(self.model.optimizer)
+            return self._float_rate
+        # another Keras schedule or a callable: evaluated through the model
         return applied_rate(self.model.optimizer, max(step - 1, 0))
 
     def on_train_batch_end(self, batch, logs=None):

@@ -37,7 +37,7 @@ import numbers
 import keras
 import numpy as np
 
-from .. import _stats, _validate
+from .. import _keras, _stats, _validate
 from ..schedules import _math
 from ..schedules.base import Schedule, _serialize, as_schedule
 from ..schedules.compose import Wrapper
@@ -270,7 +270,7 @@ class ReduceLROnPlateau(StepschedCallback):
 
     def _install(self, model) -> None:
         opt = inner_optimizer(model.optimizer)
-        rate = opt._learning_rate
+        rate = _keras.rate_of(opt)
         new = rate
         if isinstance(rate, Scaled):
             if rate.arg("min_lr") != self.min_lr:
@@ -298,14 +298,13 @@ class ReduceLROnPlateau(StepschedCallback):
                             f"got the optimizer's learning_rate {rate!r}")
         opt.stepsched_plateau = self.plateau
         if new is not rate:
-            opt._learning_rate = new  # a schedule for a schedule: no variable changes
-            if getattr(model, "train_function", None) is not None:
-                model.train_function = None  # the traced step holds the old rate object
+            _keras.replace_schedule(opt, new)  # a schedule for a schedule: no variable changes
+            _keras.retrace(model)  # the traced step holds the old rate object
 
     @property
     def scaled(self) -> Scaled | None:
         """The optimizer's ``Scaled`` rate (None with a float rate)."""
-        rate = inner_optimizer(self.model.optimizer)._learning_rate if self.model else None
+        rate = _keras.rate_of(inner_optimizer(self.model.optimizer)) if self.model else None
         return rate if isinstance(rate, Scaled) else None
 
     def reset(self) -> None:
@@ -343,7 +342,7 @@ class ReduceLROnPlateau(StepschedCallback):
             raise KeyError(f"ReduceLROnPlateau(monitor={self.monitor!r}): no such per-batch "
                            f"value; available: {sorted(logs)}")
         done = self._counter.batch_end(self, batch)
-        value = self._reader.read(float(logs[self.monitor]), batch + 1)
+        value = self._reader.read(float(logs[self.monitor]), self._counter.batches)
         step = self._counter.step
         if self._ema is not None:
             value = self._ema.update(value)
@@ -411,12 +410,12 @@ class ReduceLROnPlateau(StepschedCallback):
         if model is None:
             return
         opt = inner_optimizer(model.optimizer)  # through the model: on JAX that syncs the state
-        if isinstance(opt._learning_rate, keras.Variable):
+        if isinstance(_keras.rate_of(opt), keras.Variable):
             base = self.plateau.values["base"]
             opt.learning_rate = max(value * base, min(base, self.min_lr))
         elif keras.backend.backend() == "jax":
             # on JAX the multiplier is a trace-time constant: trace the step again
-            model.make_train_function(force=True)
+            _keras.retrace(model)
 
     @property
     def multiplier(self) -> float:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import keras
 
-from .. import _validate
+from .. import _keras, _validate
 from ..schedules.base import Schedule
 from .base import StepschedCallback, inner_optimizer
 
@@ -101,10 +101,11 @@ class BatchLearningRateScheduler(StepschedCallback):
         super().on_train_begin(logs)
         model = self.model
         optimizer = inner_optimizer(model.optimizer)
-        if isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        rate = _keras.rate_of(optimizer)
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(
                 "BatchLearningRateScheduler needs an optimizer built with a float learning_rate, "
-                f"but this one uses the schedule {optimizer._learning_rate!r}, which cannot be "
+                f"but this one uses the schedule {rate!r}, which cannot be "
                 "overwritten; build the optimizer with learning_rate=<float> or drop the callback "
                 "and keep the schedule"
             )
@@ -126,7 +127,7 @@ class BatchLearningRateScheduler(StepschedCallback):
         optimizer = inner_optimizer(self.model.optimizer)
         step = int(keras.ops.convert_to_numpy(optimizer.iterations))
         if self.takes_rate:
-            current = float(keras.ops.convert_to_numpy(optimizer._learning_rate.value))
+            current = float(keras.ops.convert_to_numpy(_keras.rate_of(optimizer).value))
             value = self._fn(step, current)
         else:
             value = self._fn(step)
@@ -136,7 +137,7 @@ class BatchLearningRateScheduler(StepschedCallback):
             raise TypeError(f"schedule({step}) must return a number, got {value!r}") from err
         if not math.isfinite(lr):
             raise ValueError(f"schedule({step}) returned {lr!r}; the learning rate must be finite")
-        optimizer._learning_rate.assign(lr)
+        _keras.rate_of(optimizer).assign(lr)
         if self.verbose and lr != self._last:
             print(f"\nStep {step}: BatchLearningRateScheduler setting learning rate to {lr:.6g}.")
         self._last = lr

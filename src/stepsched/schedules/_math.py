@@ -216,9 +216,11 @@ class Graph:
     """``keras.ops`` on the active backend; float64 where the backend allows it."""
 
     def __init__(self, dtype: str):
+        import keras
         from keras import ops
 
         self.ops = ops
+        self.backend = keras.backend.backend()
         self.dtype = dtype
         self.exact = dtype == "float32"
         self.scalar = False  # True when evaluating the optimizer's single step
@@ -375,7 +377,8 @@ class Graph:
         """``branches[index](t)``: for the optimizer's scalar step only the active branch
         runs (``switch``); for a vector of steps every branch runs and one is picked."""
         ops = self.ops
-        if not self.scalar:
+        if not self.scalar or self.backend == "torch":
+            # torch's switch is branches[index]: a device-to-host sync on every call
             return self.select([branch(t) for branch in branches], index)
         exact = isinstance(t, ExactStep)
         with_f = exact and t.f is not None

@@ -1,0 +1,46 @@
+"""Every place stepsched reaches past Keras's public API, in one module.
+
+Keras has no public way to read the object an optimizer evaluates as its rate
+(``optimizer.learning_rate`` returns the *value*), to replace a schedule by
+another schedule, to read the raw step counter under gradient accumulation
+(``optimizer.iterations`` is then computed), or to ask a model to trace its
+train function again. Each accessor below names the private attribute it
+uses; ``tests/test_keras_private.py`` checks every one against the installed
+Keras, so a change in Keras fails there, by name, rather than somewhere in
+training.
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+def rate_of(optimizer):
+    """The optimizer's rate as given: a ``LearningRateSchedule``, a ``keras.Variable``
+    (a float rate) or a callable (``optimizer._learning_rate``)."""
+    return optimizer._learning_rate
+
+
+def replace_schedule(optimizer, schedule) -> None:
+    """Put ``schedule`` in place of the optimizer's schedule (``optimizer._learning_rate``).
+
+    Only for a schedule replacing a schedule: the optimizer's variables do not
+    change. (The public setter would untrack a float rate's variable.)
+    """
+    if not isinstance(rate_of(optimizer), keras.optimizers.schedules.LearningRateSchedule):
+        raise TypeError("replace_schedule replaces a schedule by a schedule, got the rate "
+                        f"{rate_of(optimizer)!r}")
+    optimizer._learning_rate = schedule
+
+
+def step_variable(optimizer):
+    """The raw step counter the optimizer hands its schedule (``optimizer._iterations``):
+    micro-batches under gradient accumulation, where ``iterations`` is computed."""
+    return optimizer._iterations
+
+
+def retrace(model) -> None:
+    """Make ``model`` trace its train function again at the next step (TF and JAX keep
+    Python objects read at trace time)."""
+    if getattr(model, "train_function", None) is not None:
+        model.make_train_function(force=True)

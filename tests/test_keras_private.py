@@ -1,0 +1,73 @@
+"""The private Keras touch-points of ``stepsched._keras`` against the installed Keras.
+
+Each test names the attribute or behaviour it relies on, so a Keras release
+that changes one fails here by name.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+import stepsched as ss
+from stepsched import _keras
+
+
+def _model(rate, **optimizer_kwargs):
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(rate, **optimizer_kwargs), loss="mse")
+    return model
+
+
+def test_optimizer_learning_rate_attribute_holds_the_rate_object():
+    schedule = ss.Exponential(0.1, 0.9)
+    assert _keras.rate_of(_model(schedule).optimizer) is schedule, "optimizer._learning_rate"
+    assert isinstance(_keras.rate_of(_model(0.1).optimizer), keras.Variable)
+
+
+def test_replacing_the_schedule_is_what_the_optimizer_evaluates_and_saves():
+    model = _model(ss.Constant(0.1))
+    before = len(model.optimizer.variables)
+    _keras.replace_schedule(model.optimizer, ss.Constant(0.25))
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == 0.25
+    assert len(model.optimizer.variables) == before
+    config = model.optimizer.get_config()["learning_rate"]
+    back = keras.saving.deserialize_keras_object(config)
+    assert isinstance(back, ss.Constant) and back.arg("value") == 0.25
+
+
+def test_raw_step_counter_under_gradient_accumulation():
+    model = _model(0.1, gradient_accumulation_steps=2)
+    counter = _keras.step_variable(model.optimizer)
+    assert isinstance(counter, keras.Variable), "optimizer._iterations"
+    x = np.zeros((8, 2), "float32")
+    model.fit(x, x[:, :1], batch_size=1, verbose=0)
+    assert int(keras.ops.convert_to_numpy(counter.value)) == 8
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4
+
+
+def test_retrace_builds_a_new_train_function():
+    model = _model(0.1)
+    x = np.zeros((4, 2), "float32")
+    model.fit(x, x[:, :1], verbose=0)
+    old = model.train_function
+    _keras.retrace(model)
+    assert model.train_function is not old, "model.make_train_function(force=True)"
+
+
+def test_weights_files_walk_into_a_metric_attached_to_the_optimizer(tmp_path):
+    """The plateau state relies on Keras's saving walking an optimizer's attributes."""
+    from stepsched.callbacks.plateau import PlateauState
+
+    model = _model(0.1)
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.stepsched_plateau = PlateauState(0.125, {"best": 3.0})
+    path = str(tmp_path / "w.weights.h5")
+    model.save_weights(path)
+    other = _model(0.1)
+    other.optimizer.build(other.trainable_variables)
+    other.optimizer.stepsched_plateau = PlateauState()
+    other.load_weights(path)
+    assert other.optimizer.stepsched_plateau.multiplier_value == 0.125
+    assert other.optimizer.stepsched_plateau.values == {"best": 3.0}
