@@ -13,7 +13,7 @@ _prepare()  # only in the stepsched command: backend and TF log level (see _star
 from . import callbacks, schedules
 from .durations import Duration, UnresolvedDurationError, epochs, fraction, steps
 from .finder import LRFinderResult, find_lr
-from .plotting import plot_schedule, plot_schedules
+from .plotting import plot_lr_finder, plot_reductions, plot_schedule, plot_schedules
 from .schedules import *  # noqa: F403  (the flat list of schedule names, see schedules.__all__)
 from .spec import SpecError, get_schedule, parse
 
@@ -23,7 +23,7 @@ __all__ = [
     *schedules.__all__,
     "Duration", "UnresolvedDurationError", "epochs", "fraction", "steps",
     "find_lr", "LRFinderResult",
-    "plot_schedule", "plot_schedules",
+    "plot_schedule", "plot_schedules", "plot_lr_finder", "plot_reductions",
     "parse", "get_schedule", "SpecError",
     "callbacks",
 ]

@@ -161,10 +161,39 @@ class Sequence(Schedule):
             return " >> ".join(_paren(p) for p in self.arg("pieces"))
         return super().__repr__()
 
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """The joins up to ``horizon``, and the key steps inside each piece, shifted to its start."""
+        pieces, relative = self.arg("pieces"), self.arg("relative")
+        starts = self._starts()
+        ends = starts[1:] + [math.inf]
+        out = []
+        for i, piece in enumerate(pieces):
+            lo, hi = starts[i], ends[i]
+            if lo > horizon:
+                break
+            if i:
+                out.append((lo, f"{type(pieces[i - 1]).__name__} -> {type(piece).__name__}"))
+            if isinstance(piece, Warmup):
+                continue
+            if relative:  # the piece sees t - lo, held at its duration
+                inner = _key_steps(piece, min(hi, horizon) - lo)
+                out.extend((lo + s, label) for s, label in inner if 0 < s < hi - lo)
+            else:  # the piece sees the global step while it is active
+                inner = _key_steps(piece, min(hi, horizon))
+                out.extend((s, label) for s, label in inner if lo < s < hi)
+        return sorted(out)
+
 
 def _paren(s: Schedule) -> str:
     r = repr(s)
     return f"({r})" if " >> " in r or " * " in r or " + " in r else r
+
+
+def _key_steps(schedule: Schedule, horizon: float) -> list[tuple[float, str]]:
+    """``schedule.key_steps(horizon)``, or the default for pieces without joins (plotting)."""
+    from ..plotting import key_steps
+
+    return key_steps(schedule, horizon)
 
 
 @_register
@@ -267,6 +296,39 @@ class Restarts(Schedule):
             value = value * factor
         return value
 
+    #: the most restarts ``key_steps`` lists
+    MAX_KEY_STEPS = 1000
+
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """The cycle starts in ``(0, horizon]``, from the arithmetic ``_formula`` uses.
+
+        At each listed step the new cycle has begun (its value is the cycle's
+        first value, not the previous cycle's end).
+        """
+        d, m, limit = self.arg("piece").duration, self.arg("period_mult"), self.arg("limit")
+        count = self.MAX_KEY_STEPS + 1 if limit is None else min(limit, self.MAX_KEY_STEPS + 1)
+        if m == 1.0:  # _formula: i = floor(t / d)
+            starts = []
+            for i in range(1, count):
+                s = d * i
+                while math.floor(s / d) < i:
+                    s = float(np.nextafter(s, math.inf))
+                if s > horizon:
+                    break
+                starts.append(s)
+        else:
+            table = self._start_table(horizon)
+            if table is not None:  # _formula: the tabulated starts
+                starts = [s for s in table[1:count] if s <= horizon]
+            else:  # _formula: t >= _cycle_start(i) after the fix-ups
+                starts = []
+                for i in range(1, count):
+                    s = float(self._cycle_start(float(i), _math.Host))
+                    if s > horizon:
+                        break
+                    starts.append(s)
+        return [(float(s), "restart") for s in starts]
+
 
 class Wrapper(Schedule):
     """A pointwise transform of the schedule in argument ``schedule``.
@@ -287,6 +349,10 @@ class Wrapper(Schedule):
 
     def _eval(self, t, xp, clip: bool = True):
         return self.transform(self.arg("schedule")._eval(t, xp, clip), xp)
+
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """Those of the wrapped schedule: a pointwise transform moves no join."""
+        return _key_steps(self.arg("schedule"), horizon)
 
 
 @_register
@@ -375,3 +441,10 @@ class PerUpdate(Schedule):
 
     def _eval(self, t, xp, clip: bool = True):
         return self.arg("schedule")._eval(xp.quotient(t, self.arg("accumulation_steps")), xp, clip)
+
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """The wrapped schedule's, in micro-batches: update ``u`` is seen from ``ceil(u) * k`` on."""
+        k = self.arg("accumulation_steps")
+        inner = _key_steps(self.arg("schedule"), horizon / k)
+        out = [(float(math.ceil(s) * k), label) for s, label in inner]
+        return [(s, label) for s, label in out if s <= horizon]

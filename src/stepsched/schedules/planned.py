@@ -65,6 +65,12 @@ class Planned(Schedule):
     def _eval(self, t, xp, clip: bool = True):
         return self.resolved._eval(t, xp, clip)
 
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """Those of the resolved schedule."""
+        from ..plotting import key_steps
+
+        return key_steps(self.resolved, horizon)
+
     def __repr__(self) -> str:
         spe, total = self.context
         parts = [repr(self.arg("schedule"))]

@@ -201,6 +201,11 @@ class Piecewise(Schedule):
     def _formula(self, t, xp):
         return xp.gather(self.arg("values"), xp.bucket(_resolved_knots(self), t))
 
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """The boundaries in ``(0, horizon]`` reached before the duration ends."""
+        end = horizon if self.duration is None else min(horizon, self.duration)
+        return [(float(b), "boundary") for b in _resolved_knots(self) if 0 < b <= end]
+
 
 @_register
 class Interpolate(Schedule):
@@ -244,3 +249,7 @@ class Interpolate(Schedule):
         if self.arg("kind") == "cosine":
             return y1 + (y0 - y1) * (0.5 * (1.0 + xp.cos(math.pi * frac)))
         return y0 + (y1 - y0) * frac
+
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """The inner knots in ``(0, horizon]``."""
+        return [(float(b), "knot") for b in _resolved_knots(self)[1:-1] if 0 < b <= horizon]
