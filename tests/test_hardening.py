@@ -119,6 +119,11 @@ def _knots(b="boundaries", v="values", extra=1, n=2):
             (v, [1e308] * (n + extra))]
 
 
+def _keras_steps(arg):
+    """Wrong for a Keras number of steps (1e308 is not: Keras takes it, as float32's max)."""
+    return [c for c in _duration(arg) if not (isinstance(c[1], float) and c[1] == 1e308)]
+
+
 def _name(arg="name"):
     return [(arg, 123), (arg, None), (arg, ["x"])]
 
@@ -174,30 +179,40 @@ TABLE: dict[str, Case] = {
                  + [("min", 0.95)]),
     "PerUpdate": Case({"schedule": LIN, "accumulation_steps": 4},
                       _schedule("schedule") + _integer("accumulation_steps")),
-    # Keras counterparts
+    # Keras counterparts: refused only where Keras raises or its value is non-finite
+    # (tests/test_conformance_keras.py draws from Keras's whole domain); a float number of
+    # steps past float32's range is taken, as Keras takes it
     "ExponentialDecay": Case({"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.9},
-                             _real("initial_learning_rate") + _duration("decay_steps")
-                             + _positive("decay_rate", rate=False) + _boolean("staircase")
-                             + _name()),
+                             _real("initial_learning_rate") + _keras_steps("decay_steps")
+                             + _real("decay_rate", rate=False)
+                             + [("decay_rate", -0.5)]  # NaN without staircase
+                             + _boolean("staircase") + _name()),
     "PiecewiseConstantDecay": Case({"boundaries": [10, 20], "values": [1.0, 0.5, 0.1]},
-                                   _knots() + _name()),
+                                   [c for c in _knots() if c[0] != "boundaries"
+                                    or c[1] not in ([10, 10], [20, 10], [-1])]  # Keras takes
+                                   + _name()),
     "PolynomialDecay": Case({"initial_learning_rate": 0.1, "decay_steps": 10},
-                            _real("initial_learning_rate") + _duration("decay_steps")
-                            + _real("end_learning_rate") + _positive("power", rate=False)
+                            _real("initial_learning_rate") + _keras_steps("decay_steps")
+                            + _real("end_learning_rate") + _real("power", rate=False)
+                            + [("power", -1.0)]  # inf at the end
                             + _boolean("cycle") + _name()),
     "InverseTimeDecay": Case({"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5},
-                             _real("initial_learning_rate") + _duration("decay_steps")
-                             + _real("decay_rate", rate=False) + [("decay_rate", -0.5)]
+                             _real("initial_learning_rate") + _keras_steps("decay_steps")
+                             + _real("decay_rate", rate=False)
+                             + [("decay_rate", -0.5)]  # 1 + r * p = 0 at step 20
                              + _boolean("staircase") + _name()),
     "CosineDecay": Case({"initial_learning_rate": 0.1, "decay_steps": 10},
-                        _real("initial_learning_rate") + _duration("decay_steps")
+                        _real("initial_learning_rate") + _keras_steps("decay_steps")
                         + _real("alpha", rate=False) + _real("warmup_target", none_ok=True)
-                        + _duration("warmup_steps", zero_ok=True) + _name()),
+                        + [c for c in _keras_steps("warmup_steps") if c[1] is not None
+                           and not (isinstance(c[1], (int, float)) and -1 <= c[1] <= 0)]
+                        + _name()),
     "CosineDecayRestarts": Case({"initial_learning_rate": 0.1, "first_decay_steps": 10},
-                                _real("initial_learning_rate") + _duration("first_decay_steps")
-                                + _positive("t_mul", rate=False) + [("t_mul", 0.5)]
-                                + _real("m_mul", rate=False) + [("m_mul", -1.0)]
-                                + _real("alpha", rate=False) + _name()),
+                                _real("initial_learning_rate") + _keras_steps("first_decay_steps")
+                                + _positive("t_mul", rate=False)
+                                + [("t_mul", 0.5)]  # NaN once the shrinking cycles run out
+                                + _real("m_mul", rate=False) + _real("alpha", rate=False)
+                                + _name()),
     # recipes
     "OneCycle": Case({"max_lr": 0.1, "total_steps": 100},
                      _positive("max_lr") + _duration("total_steps")
@@ -432,8 +447,6 @@ EXTREME = {
     "Linear(-3e38 -> 3e38)": lambda: ss.Linear(-3e38, 3e38, 10),
     "Exponential(rate=2, duration=1000)": lambda: ss.Exponential(1.0, 2.0, duration=1000),
     "Restarts(decay=2)": lambda: ss.Restarts(ss.Linear(1.0, 0.5, 1), decay=2.0),
-    "CosineDecayRestarts(m_mul=1e30)":
-        lambda: ss.CosineDecayRestarts(1.0, 1e-30, t_mul=1e30, m_mul=1e30),
 }
 EXTREME_BUGS: dict[str, str] = {}  # name -> open defect (strict xfail); none at present
 
@@ -756,8 +769,8 @@ def _periodic(schedule) -> bool:
     todo = [schedule]
     while todo:
         s = todo.pop()
-        if isinstance(s, (ss.Restarts, ss.Cyclic)) or (isinstance(s, ss.PolynomialDecay)
-                                                       and s.arg("cycle")):
+        if isinstance(s, (ss.Restarts, ss.Cyclic, ss.CosineDecayRestarts)) or (
+                isinstance(s, ss.PolynomialDecay) and s.arg("cycle")):
             return True
         if isinstance(s, ss.Recipe):
             todo.append(s.explain())
