@@ -162,9 +162,13 @@ TABLE: dict[str, Case] = {
     # composition
     "Sequence": Case({"pieces": [LIN, CONST]},
                      [("pieces", []), ("pieces", "ab"), ("pieces", LIN), ("pieces", None),
-                      ("pieces", [CONST, LIN]), ("pieces", [LIN, ss.Warmup(5)]),
+                      ("pieces", [CONST, LIN]),
                       ("pieces", [LIN, "0.1"]), ("pieces", [LIN, NAN]), ("pieces", [LIN, None])]
                      + _boolean("relative"), aliases=("piece",)),
+    "Planned": Case({"schedule": LIN},
+                    _schedule("schedule") + _positive("steps_per_epoch", rate=False, none_ok=True)
+                    + _positive("total_steps", rate=False, none_ok=True)
+                    + [("schedule", ss.Linear(1.0, 0.0, ss.fraction(1.0)))]),  # unresolvable
     "Warmup": Case({"duration": 5}, _duration("duration") + _real("start", rate=False)
                    + _choice("shape")
                    + [("shape", "exponential")],  # exponential with start=0
@@ -709,6 +713,9 @@ def _catalogue() -> dict[str, Schedule]:
         "ExponentialDecay(staircase)": ss.ExponentialDecay(0.1, 1000, 0.99, staircase=True),
         "WarmupStableDecay(1-sqrt)": ss.WarmupStableDecay(0.1, 10, 20, stable=30,
                                                           decay_shape="1-sqrt"),
+        "Planned": ss.Planned(ss.Warmup(ss.epochs(1)) >> ss.Restarts(ss.Cosine(1.0, 0.0,
+                                                                         ss.fraction(0.1))),
+                              steps_per_epoch=7, total_steps=70),
         "Scaled": ssc.Scaled(ss.Restarts(ss.Cosine(1.0, 0.0, 9)), multiplier=0.5,
                              min_lr=0.01),
     })

@@ -315,7 +315,6 @@ BAD = [
     (lambda: ss.Interpolate([0, 10], [1, 2, 3]), ValueError, "values"),
     (lambda: ss.Warmup(10, shape="sigmoid"), ValueError, "shape"),
     (lambda: ss.Warmup(10, start=0.0, shape="exponential"), ValueError, "start"),
-    (lambda: ss.Warmup(10) >> ss.Warmup(5), ValueError, "Warmup"),
     (lambda: ss.Sequence([ss.Constant(1.0), ss.Constant(2.0)]), ValueError, "open-ended"),
     (lambda: ss.Sequence([]), ValueError, "pieces"),
     (lambda: ss.Sequence(ss.Constant(1.0)), TypeError, "pieces"),

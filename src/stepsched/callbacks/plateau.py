@@ -163,7 +163,7 @@ class Scaled(Wrapper):
     # ----------------------------------------------------------- evaluation
     def transform(self, inner, xp):
         if isinstance(xp, _math.Graph):
-            m = keras.ops.cast(self.multiplier, xp.dtype)
+            m = xp.ops.cast(self.multiplier.value, xp.dtype)
         else:
             m = np.float64(np.float32(self.multiplier_value))
         value = inner * m

@@ -18,6 +18,7 @@ Formulas never see it: ``Schedule._eval`` hands them ``xp.float(t)``.
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -212,15 +213,101 @@ def _split(values) -> tuple[np.ndarray, np.ndarray]:
     return whole.astype("int32"), (values - whole).astype("float32")
 
 
+_TORCH_CONSTANTS: dict = {}
+
+
+def _torch_constant(array: np.ndarray, dtype: str, device):
+    """A torch tensor of ``array`` (a table a schedule keeps), made once per dtype and device."""
+    import torch
+
+    key = (id(array), dtype, str(device))
+    hit = _TORCH_CONSTANTS.get(key)
+    if hit is not None and hit[0]() is array:
+        return hit[1]
+    if len(_TORCH_CONSTANTS) > 4096:  # forget tables of schedules that are gone
+        for k in [k for k, (ref, _) in _TORCH_CONSTANTS.items() if ref() is None]:
+            del _TORCH_CONSTANTS[k]
+    tensor = torch.as_tensor(np.asarray(array, dtype=dtype), device=device)
+    _TORCH_CONSTANTS[key] = (weakref.ref(array), tensor)
+    return tensor
+
+
+class _TorchOps:
+    """The few ``keras.ops`` the evaluator uses, as plain torch calls.
+
+    On torch every operation runs eagerly and ``keras.ops`` adds its own
+    conversion and dtype handling around each; the evaluator's inputs are
+    already tensors of the right dtype, so it calls torch directly (several
+    times cheaper per operation, and float64 stays float64 throughout).
+    """
+
+    def __init__(self, device):
+        import torch
+
+        self.t = torch
+        self.device = device
+
+    def _dtype(self, dtype):
+        return getattr(self.t, dtype)
+
+    def convert_to_tensor(self, x, dtype=None):
+        if self.t.is_tensor(x):
+            return x if dtype is None else x.to(self._dtype(dtype))
+        return self.t.as_tensor(np.asarray(x), device=self.device,
+                                dtype=None if dtype is None else self._dtype(dtype))
+
+    def cast(self, x, dtype):
+        return self.convert_to_tensor(x, dtype)
+
+    def mod(self, a, b):
+        return self.t.remainder(a, b)
+
+    def power(self, a, b):
+        return self.t.pow(a, b)
+
+    def searchsorted(self, seq, values, side="left"):
+        return self.t.searchsorted(seq, values, right=side == "right")
+
+    def take(self, x, index, axis=0):
+        return x[index.long()]
+
+    def take_along_axis(self, x, index, axis=0):
+        return self.t.take_along_dim(x, index.long(), dim=axis)
+
+    def expand_dims(self, x, axis):
+        return self.t.unsqueeze(x, axis)
+
+    def shape(self, x):
+        return tuple(x.shape)
+
+    def sum(self, x, axis=None):
+        return self.t.sum(x, dim=axis)
+
+    def full_like(self, x, value, dtype=None):
+        return self.t.full_like(x, value, dtype=None if dtype is None else self._dtype(dtype))
+
+    def clip(self, x, lo, hi):
+        return self.t.clamp(x, lo, hi)
+
+    def minimum(self, a, b):
+        return self.t.clamp(a, max=b) if _number(b) else self.t.minimum(a, b)
+
+    def maximum(self, a, b):
+        return self.t.clamp(a, min=b) if _number(b) else self.t.maximum(a, b)
+
+    def __getattr__(self, name):  # where, cos, sin, exp, stack, reshape, minimum, ...
+        return getattr(self.t, name)
+
+
 class Graph:
     """``keras.ops`` on the active backend; float64 where the backend allows it."""
 
-    def __init__(self, dtype: str):
+    def __init__(self, dtype: str, device=None):
         import keras
         from keras import ops
 
-        self.ops = ops
         self.backend = keras.backend.backend()
+        self.ops = _TorchOps(device) if self.backend == "torch" else ops
         self.dtype = dtype
         self.exact = dtype == "float32"
         self.scalar = False  # True when evaluating the optimizer's single step
@@ -247,6 +334,8 @@ class Graph:
     _f = float
 
     def const(self, x):
+        if self.backend == "torch" and isinstance(x, np.ndarray) and x.size > 1:
+            return _torch_constant(x, self.dtype, self.ops.device)
         return self.ops.convert_to_tensor(np.asarray(x, dtype=self.dtype))
 
     def _t(self, x):
@@ -430,3 +519,63 @@ def max_step(t) -> float:
     if isinstance(t, np.ndarray):
         return float(t.max()) if t.size else 0.0
     return float(INT32_MAX) if isinstance(t, ExactStep) else 2.0**53
+
+
+#: On torch (eager, one operation at a time) the optimizer's step reads a table of the
+#: schedule's own host values instead of running the formula operation by operation.
+TORCH_TABLES = True
+TABLE_MAX = 2**20  # entries (4 MB of float32 per schedule on the device)
+
+
+def _split_tail(schedule):
+    """``(T, tail, offset)``: steps below ``T`` come from a table; from ``T`` on the value is
+    ``tail`` at local step ``step - offset`` (``tail`` None: the value at ``T`` holds)."""
+    from .compose import Sequence
+    from .planned import Planned
+
+    if isinstance(schedule, Planned):
+        return _split_tail(schedule.resolved)
+    if schedule.is_finite:
+        duration = schedule.duration
+        if duration is None or not math.isfinite(duration):
+            return None
+        return math.ceil(duration), None, 0.0
+    if isinstance(schedule, Sequence) and schedule.arg("relative") and \
+            len(schedule.arg("pieces")) > 1:
+        start = schedule._starts()[-1]
+        return math.ceil(start), schedule.arg("pieces")[-1], start
+    return None
+
+
+def _host_table(schedule):
+    split = _split_tail(schedule)
+    if split is None or split[0] + 1 > TABLE_MAX:
+        return None
+    n, tail, offset = split
+    return np.asarray(schedule.at(np.arange(n + 1, dtype=np.float64)), np.float32), tail, offset
+
+
+def tabulated(schedule, step):
+    """The schedule at the integer ``step`` tensor from its table on the step's device, or
+    None where the schedule has no table (open-ended without a finite prefix, or too long)."""
+    import keras
+
+    if "int" not in keras.backend.standardize_dtype(step.dtype) or len(step.shape) != 0:
+        return None
+    entry = schedule.cached("torch-table", lambda: _host_table(schedule))
+    if entry is None:
+        return None
+    import torch
+
+    values, tail, offset = entry
+    table = schedule.cached(("torch-table", str(step.device)),
+                            lambda: torch.as_tensor(values, device=step.device))
+    last = len(values) - 1
+    value = table[torch.clamp(step, 0, last).long()]
+    if tail is None:
+        return value
+    xp = Graph(graph_dtype(), step.device)
+    xp.scalar = True
+    t = torch.clamp(step.to(torch.float64) - offset, min=0.0).reshape(1)
+    later = tail._eval(t, xp).to(torch.float32).reshape(())
+    return torch.where(step < last, value, later)

@@ -160,8 +160,13 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         ops = keras.ops
-        xp = _math.Graph(_math.graph_dtype())
         step = ops.convert_to_tensor(step)
+        if _math.TORCH_TABLES and keras.backend.backend() == "torch":
+            value = _math.tabulated(self, step)
+            if value is not None:
+                return value
+        xp = _math.Graph(_math.graph_dtype(), getattr(step, "device", None))
+        ops = xp.ops
         shape = ops.shape(step)
         xp.scalar = len(shape) == 0
         t = xp.step(step)

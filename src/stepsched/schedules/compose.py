@@ -154,7 +154,8 @@ class Sequence(Schedule):
         branches = [branch(i) for i in range(len(pieces))]
         if len(branches) == 1:
             return branches[0](t)
-        return xp.piecewise(t, xp.bucket(starts[1:], t), branches)
+        joins = self.cached("joins", lambda: np.asarray(starts[1:], np.float64))
+        return xp.piecewise(t, xp.bucket(joins, t), branches)
 
     def __repr__(self) -> str:
         if self.arg("relative"):
@@ -245,7 +246,7 @@ class Restarts(Schedule):
         if count > self.MAX_TABLE:
             return None
         lengths = d * np.power(m, np.arange(int(count) - 1, dtype=np.float64))
-        return np.concatenate([[0.0], np.cumsum(lengths)]).tolist()
+        return np.concatenate([[0.0], np.cumsum(lengths)])
 
     MAX_TABLE = 2**17
 
@@ -271,14 +272,17 @@ class Restarts(Schedule):
                 local = xp.where(i > last, xp.float(t - last * d), local)
                 i = xp.minimum(i, last)
         else:
-            table = self._start_table(_math.max_step(t))
+            horizon = _math.max_step(t)
+            table = self._start_table(horizon)
             if table is not None:
-                index, local = xp.cycles(t, table)
-                n = len(table)
-                local = local / xp.gather([m**k for k in range(n)], index)
+                later, stretch, scale = self.cached(("columns", horizon), lambda: (
+                    table[1:], np.power(m, np.arange(len(table), dtype=np.float64)),
+                    np.power(decay, np.arange(len(table), dtype=np.float64))))
+                index = xp.bucket(later, t)
+                local = xp.float(xp.offset(t, table, index)) / xp.gather(stretch, index)
                 value = piece._eval(local, xp)
                 if decay != 1.0:
-                    value = value * xp.gather([decay**k for k in range(n)], index)
+                    value = value * xp.gather(scale, index)
                 return value
             else:  # very many short cycles: closed form, cycle index fixed up after rounding
                 t = xp.float(t)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 
 from .. import _validate
 from ..durations import Duration, duration_arg
@@ -169,12 +170,16 @@ def _knots(boundaries, values, n_values_extra: int):
     return boundaries, values
 
 
-def _resolved_knots(schedule: Schedule) -> list:
+def _resolved_knots(schedule: Schedule) -> np.ndarray:
     def check():
         b = schedule.arg("boundaries")
         _validate.increasing("boundaries (resolved)", b)
-        return b
+        return np.asarray(b, np.float64)
     return schedule.cached("knots", check)
+
+
+def _values(schedule: Schedule) -> np.ndarray:
+    return schedule.cached("values", lambda: np.asarray(schedule.arg("values"), np.float64))
 
 
 @_register
@@ -199,7 +204,7 @@ class Piecewise(Schedule):
                          duration=duration_arg("duration", duration, allow_none=True))
 
     def _formula(self, t, xp):
-        return xp.gather(self.arg("values"), xp.bucket(_resolved_knots(self), t))
+        return xp.gather(_values(self), xp.bucket(_resolved_knots(self), t))
 
     def key_steps(self, horizon: float) -> list[tuple[float, str]]:
         """The boundaries in ``(0, horizon]`` reached before the duration ends."""
@@ -236,14 +241,13 @@ class Interpolate(Schedule):
         return True
 
     def _formula(self, t, xp):
-        b = _resolved_knots(self)
-        v = self.arg("values")
+        b, v = _resolved_knots(self), _values(self)
         n = len(b)
         if n == 1:
-            return xp.float(t) * 0.0 + v[0]
+            return xp.float(t) * 0.0 + float(v[0])
         j = xp.minimum(xp.maximum(xp.bucket(b, t), 1), n - 1)
-        widths = self.cached("widths", lambda: [b[0]] + [b[i] - b[i - 1] for i in range(1, n)])
-        local = xp.float(xp.offset(t, b[:-1], j - 1))  # t - x0, exact wherever the knots lie
+        starts, widths = self.cached("widths", lambda: (b[:-1], np.diff(b, prepend=0.0)))
+        local = xp.float(xp.offset(t, starts, j - 1))  # t - x0, exact wherever the knots lie
         y0, y1 = xp.gather(v, j - 1), xp.gather(v, j)
         frac = xp.minimum(xp.maximum(local / xp.gather(widths, j), 0.0), 1.0)
         if self.arg("kind") == "cosine":
