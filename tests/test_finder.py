@@ -100,6 +100,42 @@ def test_losses_are_the_true_batch_losses():
     np.testing.assert_allclose(result.losses, expected, rtol=2e-5)
 
 
+def test_gradient_accumulation_counts_optimizer_updates():
+    """With ``gradient_accumulation_steps=2`` a sweep step is one update of two batches.
+
+    Replayed in float64 NumPy: the loss of each update is the loss of its two
+    batches before the update, the rate changes once per update, and Keras
+    applies the mean of the two batches' gradients. (Crashed before: under
+    accumulation Keras's ``iterations`` is computed and cannot be assigned.)
+    """
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(24, 3)).astype("float32")
+    y = (x @ np.array([[0.5], [1.0], [-1.5]]) - 0.2).astype("float32")
+    model = linear_model(keras.optimizers.SGD(0.01, gradient_accumulation_steps=2), d=3,
+                         bias=True)
+    result = ss.find_lr(model, x, y, batch_size=8, start=1e-3, end=0.3, steps=9,
+                        smoothing=0.0, diverge=1e6, verbose=0)
+    assert result.stop_reason == "completed" and len(result) == 9
+    np.testing.assert_allclose(result.lrs, sweep_schedule(1e-3, 0.3, 9).at(np.arange(9)))
+    w, b = np.zeros((3, 1)), 0.0
+    expected = []
+    for j, lr in enumerate(result.lrs):
+        grads_w, grads_b, errs = [], [], []
+        for m in (2 * j, 2 * j + 1):  # batches of 8, the data cycled (3 batches a pass)
+            i = (8 * m) % 24
+            xb, yb = x[i:i + 8].astype(np.float64), y[i:i + 8].astype(np.float64)
+            err = xb @ w + b - yb
+            errs.append(err)
+            grads_w.append((2.0 / 8) * xb.T @ err)
+            grads_b.append(float(np.mean(2.0 * err)))
+        expected.append(float(np.mean(np.concatenate(errs) ** 2)))
+        w = w - lr * (grads_w[0] + grads_w[1]) / 2
+        b = b - lr * (grads_b[0] + grads_b[1]) / 2
+    np.testing.assert_allclose(result.losses, expected, rtol=2e-5)
+    # restored: the raw counter and the public (computed) one
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0
+
+
 # ------------------------------------------------------------------ suggestions
 def test_ema_is_bias_corrected():
     losses = np.array([3.0, 1.0, 2.0])
@@ -250,17 +286,27 @@ def all_state(model):
             + [keras.ops.convert_to_numpy(v.value) for v in model.optimizer.variables])
 
 
-@pytest.mark.parametrize("case", ["adam-unbuilt", "sgd-momentum-trained", "schedule-spe4"])
+@pytest.mark.parametrize("case", ["adam-unbuilt", "sgd-momentum-trained", "schedule-spe4",
+                                  "accumulation-midway"])
 def test_training_after_find_lr_is_bit_identical(case):
     x, y, _ = regression_data(3, n=96)
     if case == "adam-unbuilt":
         a, b = twin_models(lambda: keras.optimizers.Adam(1e-2))
     elif case == "sgd-momentum-trained":
         a, b = twin_models(lambda: keras.optimizers.SGD(1e-2, momentum=0.9))
+    elif case == "accumulation-midway":
+        a, b = twin_models(lambda: keras.optimizers.Adam(1e-2, gradient_accumulation_steps=4))
     else:
         a, b = twin_models(lambda: keras.optimizers.Adam(ss.Warmup(10) >> ss.Constant(1e-2)),
                            {"steps_per_execution": 4} if BACKEND != "torch" else None)
-    if case != "adam-unbuilt":
+    if case == "accumulation-midway":
+        # 6 batches with 4 per update: find_lr starts with half an accumulation pending
+        for m in (a, b):
+            m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        pending = [keras.ops.convert_to_numpy(g.value) for g in a.optimizer._accumulated_gradients]
+        assert int(keras.ops.convert_to_numpy(a.optimizer._iterations.value)) == 6
+        assert any(np.abs(g).max() > 0 for g in pending)
+    elif case != "adam-unbuilt":
         for m in (a, b):
             m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     rate_before = a.optimizer._learning_rate
@@ -282,6 +328,59 @@ def test_training_after_find_lr_is_bit_identical(case):
         m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     for va, vb in zip(all_state(a), all_state(b), strict=True):
         np.testing.assert_array_equal(va, vb)
+
+
+class UnseededNoise(keras.layers.Layer):
+    """Gaussian noise from ``keras.random.normal(seed=None)``: Keras's global SeedGenerator."""
+
+    def call(self, inputs, training=False):
+        if not training:
+            return inputs
+        return inputs + keras.random.normal(keras.ops.shape(inputs), stddev=0.5)
+
+
+def unseeded_model(layer: str) -> keras.Model:
+    keras.utils.set_random_seed(1)  # same weights, same layer seeds
+    random_layer = keras.layers.Dropout(0.5) if layer == "dropout" else UnseededNoise()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"),
+                              random_layer, keras.layers.Dense(1)])
+    # JAX refuses unseeded random ops inside its jitted step
+    eager = layer == "noise" and BACKEND == "jax"
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", run_eagerly=eager)
+    return model
+
+
+@pytest.mark.parametrize("fitted", [False, True], ids=["fresh", "fitted"])
+@pytest.mark.parametrize("layer", ["dropout", "noise"])
+def test_unseeded_randomness_is_restored(layer, fitted):
+    """Unseeded Dropout (torch's global generator on the torch backend) and unseeded
+    ``keras.random`` (Keras's global SeedGenerator): the fit after find_lr draws
+    the same numbers as the fit without it, on a fresh model (whose first fit
+    also builds the loss and metrics) and on a trained one."""
+    x, y, _ = regression_data(4, n=64)
+    # where the numbers come from the global state, another global seed gives other
+    # weights (not so for Dropout on TF/JAX, seeded from its own variable when made, nor
+    # on TF for a compiled step that already holds the generator of its first trace)
+    global_draws = BACKEND == "torch" or (layer == "noise"
+                                          and not (fitted and BACKEND == "tensorflow"))
+    models = [unseeded_model(layer) for _ in range(3 if global_draws else 2)]
+    if fitted:
+        for m in models:
+            keras.utils.set_random_seed(3)
+            m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    a, b = models[:2]
+    keras.utils.set_random_seed(5)
+    ss.find_lr(a, x, y, batch_size=8, steps=12, verbose=0)
+    a.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    keras.utils.set_random_seed(5)
+    b.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for va, vb in zip(all_state(a), all_state(b), strict=True):
+        np.testing.assert_array_equal(va, vb)
+    if global_draws:
+        keras.utils.set_random_seed(6)
+        models[2].fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        assert any(np.abs(va - vc).max() > 1e-4
+                   for va, vc in zip(all_state(a), all_state(models[2]), strict=True))
 
 
 # ------------------------------------------------------------------ inputs
@@ -344,6 +443,109 @@ def test_validation_data_and_progbar(capsys):
     # after step k the validation loss is the loss of the updated weights on all data
     assert result.losses[0] < float(np.mean(y ** 2))
     assert "lr" in capsys.readouterr().out
+
+
+def progbar_values(out: str, name: str) -> list[float]:
+    import re
+
+    return [float(v) for v in re.findall(rf"\b{name}: ([-+0-9.eE]+|nan)", out)]
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_progbar_shows_each_steps_rate_and_loss(capsys, accumulation):
+    """Keras's Progbar over the sweep (one tick per update), showing this step's rate
+    and loss, not their running average (Progbar's default); nothing at verbose=0."""
+    x, y, _ = regression_data(0, n=64)
+    opt = keras.optimizers.SGD(0.01, gradient_accumulation_steps=accumulation) \
+        if accumulation > 1 else keras.optimizers.SGD(0.01)
+    result = ss.find_lr(linear_model(opt), x, y, batch_size=16, start=1e-5, end=1e2,
+                        steps=40, verbose=1)
+    out = capsys.readouterr().out
+    assert result.stopped_early and result.stop_reason == "diverged"
+    assert f"{len(result)}/40" in out  # the bar ends where the sweep stopped
+    assert out.endswith("\n")  # and the line is closed
+    lrs, losses = progbar_values(out, "lr"), progbar_values(out, "loss")
+    assert lrs and losses
+    assert lrs[-1] == pytest.approx(result.lrs[-1], rel=1e-3)
+    assert losses[-1] == pytest.approx(result.losses[-1], rel=1e-3)
+    ss.find_lr(linear_model(), x, y, batch_size=16, steps=10, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------------ distribution
+MIRRORED_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import keras
+sys.path.insert(0, {root!r})
+import stepsched as ss
+from tests.test_finder import all_state, regression_data
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+x, y, _ = regression_data(5, n=64)
+
+def build():
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(8, activation="tanh", kernel_initializer=keras.initializers.GlorotUniform(1)),
+        keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(2))])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    return model
+
+with strategy.scope():
+    a, b = build(), build()
+single = build()
+kwargs = dict(batch_size=16, start=1e-4, end=0.3, steps=12, smoothing=0.0, diverge=1e6, verbose=0)
+mirrored = ss.find_lr(a, x, y, **kwargs)
+reference = ss.find_lr(single, x, y, **kwargs)
+same_before = all(np.array_equal(p, q) for p, q in zip(all_state(a), all_state(b)))
+try:
+    ss.find_lr(a, (batch for batch in [(x, y)]), **kwargs)
+    refusal = None
+except TypeError as e:
+    refusal = str(e)
+for m in (a, b):
+    m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+print(json.dumps({{
+    "replicas": strategy.num_replicas_in_sync,
+    "mirrored": mirrored.losses.tolist(), "reference": reference.losses.tolist(),
+    "reason": mirrored.stop_reason, "same_before": same_before,
+    "same_after": all(np.array_equal(p, q) for p, q in zip(all_state(a), all_state(b))),
+    "iterations": int(np.asarray(a.optimizer.iterations)), "refusal": refusal,
+}}))
+"""
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute is TensorFlow only")
+def test_find_lr_under_mirrored_strategy():
+    """Two logical CPU devices: the sweep's losses are the single-device sweep's (the
+    global batch split over the replicas), and the model is restored exactly.
+    (With the arrays fed as a Python generator, as on one device, Keras read it from
+    several threads and the sweep saw batches 0, 1, 1, 2, ...)"""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT.format(root=str(root))],
+                            capture_output=True, text=True, cwd=root, timeout=300,
+                            env={**os.environ, "KERAS_BACKEND": "tensorflow",
+                                 "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2 and out["reason"] == "completed"
+    assert len(out["mirrored"]) == 12
+    np.testing.assert_allclose(out["mirrored"], out["reference"], rtol=1e-4)
+    assert out["same_before"] and out["same_after"]
+    assert out["iterations"] == 4  # the fit's 4 batches: the sweep left none
+    # a Python generator is refused there, with the reason and the way out
+    assert "tf.distribute" in out["refusal"] and "tf.data.Dataset" in out["refusal"]
 
 
 # ------------------------------------------------------------------ the guide

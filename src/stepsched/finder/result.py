@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .. import _validate
+from .._stats import ema
 
 METHODS = ("steepest", "minimum/10", "valley")
 STOP_REASONS = ("completed", "diverged", "nan", "data_exhausted")
@@ -28,26 +29,6 @@ def _numbers(name: str, values) -> np.ndarray:
     return arr.astype(np.float64).reshape(-1)
 
 
-def ema(losses: np.ndarray, smoothing: float) -> np.ndarray:
-    r"""Bias-corrected exponential moving average (as in Adam and fastai).
-
-    .. math:: a_k = \beta a_{k-1} + (1 - \beta)\,\ell_k,\quad
-              s_k = a_k / (1 - \beta^{k+1}),\quad a_{-1} = 0
-
-    ``smoothing=0`` returns the losses unchanged.
-
-    >>> ema(np.array([2.0, 2.0, 2.0]), 0.9).tolist()
-    [2.0, 2.0, 2.0]
-    """
-    losses = np.asarray(losses, np.float64)
-    out = np.empty_like(losses)
-    avg = 0.0
-    for k, loss in enumerate(losses):
-        avg = smoothing * avg + (1.0 - smoothing) * loss
-        out[k] = avg / (1.0 - smoothing ** (k + 1))
-    return out
-
-
 class LRFinderResult:
     """Rates and losses recorded by :func:`stepsched.find_lr`.
 
@@ -55,7 +36,8 @@ class LRFinderResult:
 
     - ``lrs``: the rate applied at each step;
     - ``losses``: the true loss of each batch (not Keras's running mean);
-    - ``smoothed``: the bias-corrected EMA of ``losses`` (see :func:`ema`);
+    - ``smoothed``: the bias-corrected EMA of ``losses`` (see
+      :func:`stepsched._stats.ema`);
     - ``stopped_early``: True if the sweep ended before its last step;
     - ``stop_reason``: ``"completed"``, ``"diverged"`` (smoothed loss rose past
       the divergence threshold), ``"nan"`` (non-finite loss) or

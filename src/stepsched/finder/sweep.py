@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -10,8 +11,10 @@ import keras
 import numpy as np
 
 from .. import _validate
+from .._stats import EMA
 from ..callbacks.base import inner_optimizer
 from ..schedules.primitives import Exponential, Linear
+from ._rng import RandomState
 from .result import LRFinderResult
 
 MODES = ("exponential", "linear")
@@ -35,25 +38,51 @@ def find_lr(model: keras.Model, x: Any, y: Any = None, *, batch_size: int | None
             start: float = 1e-7, end: float = 10.0, steps: int = 100,
             mode: str = "exponential", smoothing: float = 0.98, diverge: float = 4.0,
             validation_data: Any = None, verbose: int = 1) -> LRFinderResult:
-    r"""LR range test: train for ``steps`` batches while the rate sweeps ``start`` -> ``end``.
+    r"""LR range test: train for ``steps`` updates while the rate sweeps ``start`` -> ``end``.
 
     The model is trained with its own compiled loss and optimizer (any
     optimizer), the rate replaced by :func:`sweep_schedule` evaluated in-graph
     from the optimizer step. The loss of every batch is recorded (the true
     batch loss: the loss metric is reset before each batch, so Keras's running
     epoch mean never enters). The sweep stops early when the bias-corrected EMA
-    ``s_k`` of the losses diverges,
+    ``s_k`` of the losses (:class:`stepsched._stats.EMA`) diverges,
 
     .. math:: s_k - s_{\min} > (\text{diverge} - 1)\,\max(|s_{\min}|, 10^{-12}),
 
     which is ``s_k > diverge * s_min`` for positive losses and stays meaningful
     for negative ones, or when a loss is NaN/inf.
 
-    Afterwards *everything* is restored: the model's variables, the optimizer's
-    variables (slots and iteration counter), its rate or schedule,
-    ``steps_per_execution`` and ``stop_training``; a later ``fit()`` is
-    bit-identical to one without the test. An un-built optimizer is built first
+    With ``gradient_accumulation_steps=k`` on the optimizer, the sweep counts
+    optimizer *updates*: ``steps`` updates of ``k`` micro-batches each
+    (``k * steps`` batches), the rate changes from one update to the next, and
+    the loss recorded for an update is the loss of its ``k`` micro-batches
+    together (their sample-weighted mean, before the update), just as without
+    accumulation the loss of a batch is recorded against the rate applied to
+    it. The sweep starts from empty accumulators; a partial accumulation in
+    progress is put back afterwards.
+
+    Afterwards *everything* is restored: the model's variables (including the
+    seed state of its random layers), the optimizer's variables (slots, iteration
+    counter, gradient accumulators), its rate or schedule,
+    ``steps_per_execution`` and ``stop_training``, and the random state outside
+    the model that training draws from (torch's global generator, which an
+    unseeded ``Dropout`` uses on the torch backend; Keras's global
+    ``SeedGenerator`` behind ``keras.random.*(seed=None)``; Python's ``random``
+    and NumPy's global generator): a later ``fit()`` is bit-identical to one
+    without the test, on every backend. An un-built optimizer is built first
     (exactly as ``fit()`` would build it) and stays built with fresh state.
+
+    It runs under a ``tf.distribute`` strategy (build and compile the model in
+    ``strategy.scope()`` as for ``fit()``): each global batch of ``batch_size``
+    is split over the replicas, and the recorded loss is the loss of the whole
+    global batch, the same as on one device. There ``x`` must be arrays (fed
+    through ``tf.data``) or a ``tf.data.Dataset``: Keras 3.15 reads a Python
+    generator or a ``PyDataset`` from several threads under a strategy, and the
+    batches come out repeated or mixed, so those are refused.
+
+    ``verbose=1`` shows a Keras progress bar over the sweep (the rate, the
+    batch loss and the smoothed loss at each step), ``verbose=2`` one line at
+    the end, ``verbose=0`` nothing.
 
     ``x``/``y``/``batch_size`` are what ``model.fit`` accepts: NumPy arrays
     (or dicts/lists of them), a ``tf.data.Dataset`` (repeated as needed),
@@ -95,19 +124,28 @@ def find_lr(model: keras.Model, x: Any, y: Any = None, *, batch_size: int | None
                          "model.build(input_shape) or run it on one batch) so its weights "
                          "can be saved and restored")
 
-    data = _cycle(x, y, batch_size)
+    data = _cycle(x, y, batch_size, replicas=_replicas(model))
     schedule = sweep_schedule(start, end, steps, mode)
     lrs = schedule.at(np.arange(steps)).astype(np.float64)
-    recorder = _Recorder(lrs, smoothing, diverge, validation_data, verbose)
+    accumulation = _accumulation_steps(inner_optimizer(model.optimizer))
+    recorder = _Recorder(lrs, smoothing, diverge, validation_data, verbose, accumulation)
     with _Restored(model) as opt:
-        opt._learning_rate = schedule
-        opt.iterations.assign(0)
-        model.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0,
-                  callbacks=[recorder])
+        # Keras evaluates the rate at its raw counter, which counts micro-batches
+        # under accumulation; per_update(k) turns it into the update index.
+        opt._learning_rate = schedule.per_update(accumulation) if accumulation > 1 \
+            else schedule
+        _counter(opt).assign(0)
+        for accumulator in _accumulators(opt):
+            accumulator.assign(keras.ops.zeros_like(accumulator.value))
+        model.fit(data, epochs=1, steps_per_epoch=steps * accumulation, shuffle=False,
+                  verbose=0, callbacks=[recorder])
     n = len(recorder.losses)
     reason = recorder.reason or ("completed" if n >= steps else "data_exhausted")
     return LRFinderResult(lrs[:n], recorder.losses, smoothing=smoothing,
                           stopped_early=n < steps, stop_reason=reason)
+
+
+_MISSING = object()
 
 
 class _Restored:
@@ -118,16 +156,25 @@ class _Restored:
 
     def __enter__(self):
         model = self.model
+        self.random = RandomState()
+        self.unbuilt = _unbuilt_compile_state(model)
         outer = model.optimizer
         if not outer.built:
-            outer.build(model.trainable_variables)
+            # as fit() builds it: under a tf.distribute strategy, in its scope
+            strategy = getattr(model, "distribute_strategy", None)  # TF backend only
+            with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                outer.build(model.trainable_variables)
         self.opt = inner_optimizer(outer)
         self.model_values = [keras.ops.convert_to_numpy(v.value) for v in model.variables]
         self.opt_values = [keras.ops.convert_to_numpy(v.value) for v in outer.variables]
         self.rate = self.opt._learning_rate
         self.stop_training = model.stop_training
         self.steps_per_execution = model.steps_per_execution
-        self.history = getattr(model, "history", None)
+        self.history = getattr(model, "history", _MISSING)
+        # the compiled steps as they were: the next fit() reuses them as it would
+        # have (a retrace would pick up the current global seed generator on TF)
+        self.functions = {name: getattr(model, name, None)
+                          for name in ("train_function", "test_function")}
         model.steps_per_execution = 1
         model.train_function = None  # trace afresh: the rate object changes
         return self.opt
@@ -141,52 +188,104 @@ class _Restored:
             v.assign(value)
         model.steps_per_execution = self.steps_per_execution
         model.stop_training = self.stop_training
-        model.train_function = None
-        if self.history is not None:
+        for name, function in self.functions.items():
+            setattr(model, name, function)
+        if self.history is not _MISSING:
             model.history = self.history
+        elif "history" in vars(model):
+            del model.history  # the sweep's History goes
         model.reset_metrics()
+        for part in self.unbuilt:
+            part.built = False  # built again by the next fit, from the same arguments
+        self.random.restore()
         return False
 
 
-class _Recorder(keras.callbacks.Callback):
-    """Records the true loss of each batch and stops the sweep on divergence."""
+def _unbuilt_compile_state(model) -> list:
+    """The compiled loss and metrics that the sweep's ``fit()`` will build first.
 
-    def __init__(self, lrs, smoothing, diverge, validation_data, verbose):
+    The first ``fit()`` of a freshly compiled model peeks at one batch to build
+    its loss and metrics (on torch, with array inputs, that peek creates a
+    ``DataLoader`` iterator, which draws its seed from torch's global
+    generator). The sweep would otherwise take that first build away from the
+    ``fit()`` that follows, and with it one draw: they are marked unbuilt again
+    afterwards, so the next ``fit()`` builds them, and draws, as it would have.
+    """
+    parts = [getattr(model, name, None) for name in ("_compile_loss", "_compile_metrics")]
+    return [p for p in parts if p is not None and getattr(p, "built", True) is False]
+
+
+def _accumulation_steps(opt) -> int:
+    return int(getattr(opt, "gradient_accumulation_steps", None) or 1)
+
+
+def _counter(opt):
+    """The optimizer's raw step counter, the one its rate is evaluated at.
+
+    Under gradient accumulation the public ``iterations`` is computed from it
+    (``_iterations // k``) and cannot be assigned.
+    """
+    counter = getattr(opt, "_iterations", None)
+    return counter if counter is not None else opt.iterations
+
+
+def _accumulators(opt) -> list:
+    return list(getattr(opt, "_accumulated_gradients", None) or []) \
+        if _accumulation_steps(opt) > 1 else []
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Records the true loss of each step and stops the sweep on divergence.
+
+    A step is one optimizer update: ``accumulation`` batches (1 without
+    gradient accumulation). The loss metric is reset before the first batch of
+    each step, so at its last batch ``logs["loss"]`` is the loss of the step's
+    batches only.
+    """
+
+    def __init__(self, lrs, smoothing, diverge, validation_data, verbose, accumulation=1):
         super().__init__()
-        self.lrs, self.smoothing, self.diverge = lrs, smoothing, diverge
+        self.lrs, self.diverge, self.accumulation = lrs, diverge, accumulation
         self.validation_data = validation_data
         self.losses: list[float] = []
         self.reason: str | None = None
-        self._avg, self._best = 0.0, math.inf
-        self.progbar = keras.utils.Progbar(len(lrs), verbose=verbose) if verbose else None
+        self.ema, self._best = EMA(smoothing), math.inf
+        # the values shown are this step's, not Keras's default running average
+        self.progbar = (keras.utils.Progbar(len(lrs), verbose=verbose,
+                                            stateful_metrics=["lr", "loss", "smoothed"])
+                        if verbose else None)
 
     def on_train_batch_begin(self, batch, logs=None):
-        # the loss metric then holds this batch only: logs["loss"] is its loss
-        self.model.reset_metrics()
+        if batch % self.accumulation == 0:
+            self.model.reset_metrics()
 
     def on_train_batch_end(self, batch, logs=None):
+        if (batch + 1) % self.accumulation:
+            return
         if self.validation_data is not None:
             loss = _evaluate(self.model, self.validation_data)
         else:
             loss = float(logs["loss"])
         k = len(self.losses)
         self.losses.append(loss)
-        if not math.isfinite(loss):
-            return self._stop("nan")
-        self._avg = self.smoothing * self._avg + (1.0 - self.smoothing) * loss
-        smoothed = self._avg / (1.0 - self.smoothing ** (k + 1))
+        if math.isfinite(loss):
+            smoothed = self.ema.update(loss)
+            self._best = min(self._best, smoothed)
+            if smoothed - self._best > (self.diverge - 1.0) * max(abs(self._best), 1e-12):
+                self.reason = "diverged"
+        else:
+            smoothed = self.ema.value
+            self.reason = "nan"
+        done = self.reason is not None or k + 1 >= len(self.lrs)
         if self.progbar is not None:
-            self.progbar.update(k + 1, [("lr", self.lrs[k]), ("loss", smoothed)])
-        self._best = min(self._best, smoothed)
-        if smoothed - self._best > (self.diverge - 1.0) * max(abs(self._best), 1e-12):
-            return self._stop("diverged")
-        if k + 1 >= len(self.lrs):
+            self.progbar.update(k + 1, [("lr", self.lrs[k]), ("loss", loss),
+                                        ("smoothed", smoothed)], finalize=done)
+        if done:
             self.model.stop_training = True
-        return None
 
-    def _stop(self, reason: str) -> None:
-        self.reason = reason
-        self.model.stop_training = True
+    def on_train_end(self, logs=None):
+        if self.progbar is not None and self.reason is None and len(self.losses) < len(self.lrs):
+            self.progbar.update(len(self.losses), finalize=True)  # the data ran out
 
 
 def _evaluate(model, validation_data) -> float:
@@ -209,18 +308,37 @@ def _is_tf_dataset(x) -> bool:
         and hasattr(x, "element_spec")
 
 
-def _cycle(x, y, batch_size):
+def _replicas(model) -> int:
+    """Replicas of the ``tf.distribute`` strategy the model was built under (1 without)."""
+    strategy = getattr(model, "distribute_strategy", None)  # TF backend only
+    return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+
+
+def _cycle(x, y, batch_size, replicas: int = 1):
     """Something ``fit`` accepts that yields at least as many batches as asked (if it can)."""
     if _is_tf_dataset(x):
         if y is not None:
             raise ValueError("y must be None when x is a tf.data.Dataset")
         return x.repeat()
+    if _is_array_like(x):
+        if replicas > 1:  # a tf.data pipeline, as Keras itself makes from arrays
+            import tensorflow as tf
+
+            _check_arrays(x, y)
+            slices = x if y is None else (x, y)
+            return tf.data.Dataset.from_tensor_slices(slices).batch(batch_size or 32).repeat()
+        return _cycle_arrays(x, y, batch_size or 32)
+    if replicas > 1:
+        # Keras 3.15 reads a Python generator from several threads under a strategy:
+        # batches come out repeated, skipped or mixed (measured with MirroredStrategy)
+        raise TypeError(f"under a tf.distribute strategy ({replicas} replicas), x must be "
+                        f"arrays or a tf.data.Dataset, got {type(x).__name__}: Keras reads "
+                        "Python generators and PyDatasets from several threads there, and "
+                        "batches come out repeated or mixed; build a tf.data.Dataset instead")
     if isinstance(x, keras.utils.PyDataset):
         if y is not None:
             raise ValueError("y must be None when x is a keras.utils.PyDataset")
         return _cycle_pydataset(x)
-    if _is_array_like(x):
-        return _cycle_arrays(x, y, batch_size or 32)
     if y is not None:
         raise ValueError("y must be None unless x is an array (or a structure of arrays)")
     if isinstance(x, Iterator):
@@ -231,7 +349,7 @@ def _cycle(x, y, batch_size):
                     f"batches, got {type(x).__name__}")
 
 
-def _cycle_arrays(x, y, batch_size):
+def _check_arrays(x, y) -> int:
     n = len(keras.tree.flatten(x)[0])
     if n == 0:
         raise ValueError("x must not be empty")
@@ -239,6 +357,11 @@ def _cycle_arrays(x, y, batch_size):
         if len(leaf) != n:
             raise ValueError(f"all arrays in x and y must have the same length, got {n} "
                              f"and {len(leaf)}")
+    return n
+
+
+def _cycle_arrays(x, y, batch_size):
+    n = _check_arrays(x, y)
     while True:
         for i in range(0, n, batch_size):
             xb = keras.tree.map_structure(lambda a, i=i: a[i:i + batch_size], x)
