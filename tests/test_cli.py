@@ -423,3 +423,35 @@ def test_docs_build_strict(tmp_path):
     assert (tmp_path / "site" / "index.html").stat().st_size > 0
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "Warmup" in api and "plot_schedule" in api
+
+
+def _guide() -> str:
+    return (ROOT / "docs" / "guide" / "cli.md").read_text(encoding="utf-8")
+
+
+def test_guide_code_runs():
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", _guide(), flags=re.S)
+    assert blocks
+    namespace: dict = {"__name__": "guide"}
+    for block in blocks:
+        exec(compile(block, "docs/guide/cli.md", "exec"), namespace)  # noqa: S102
+    assert namespace["lr"].resolve(total_steps=1000).at(0) == 0.0
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_guide_show_output_is_what_show_prints(index, capsys):
+    import re
+    import shlex
+
+    examples = re.findall(r"```text\n\$ (stepsched show .*?)\n(.*?)```", _guide(), flags=re.S)
+    command, shown = examples[index]
+    code, out, err = run(shlex.split(command)[1:], capsys)
+    assert code == 0, err
+    printed = [ln.rstrip() for ln in out.splitlines()]
+    shown = [ln.rstrip() for ln in shown.splitlines()]
+    if "..." in shown:  # an excerpt: the lines after "..." end the output
+        shown = shown[shown.index("...") + 1:]
+        printed = printed[-len(shown):]
+    assert printed == shown

@@ -114,7 +114,8 @@ class _BatchLog:
 
     Keras's batch ``logs["loss"]`` is the running mean since the epoch began
     (weighted by batch size); the loss of each batch is recovered from two
-    consecutive means: ``l_k = (N_k m_k - N_{k-1} m_{k-1}) / n_k``.
+    consecutive means with :class:`stepsched._stats.RunningMeanReader`, counting
+    samples: ``l_k = (N_k m_k - N_{k-1} m_{k-1}) / n_k``.
     """
 
     def __init__(self, n_samples: int, batch_size: int):
@@ -137,14 +138,15 @@ class _BatchLog:
 
     def table(self):
         """Rows ``(step, epoch, batch, rate, batch loss, running mean)``."""
-        out, prev_epoch, seen, prev_mean = [], None, 0, 0.0
+        from ._stats import RunningMeanReader
+
+        out, reader, prev_epoch = [], RunningMeanReader(), None
         for step, (epoch, batch, rate, mean) in enumerate(self.rows):
             if epoch != prev_epoch:
-                prev_epoch, seen, prev_mean = epoch, 0, 0.0
-            size = min(self.batch_size, self.n - batch * self.batch_size)
-            loss = ((seen + size) * mean - seen * prev_mean) / size
-            seen, prev_mean = seen + size, mean
-            out.append((step, epoch, batch, rate, loss, mean))
+                prev_epoch = epoch
+                reader.reset()
+            seen = min((batch + 1) * self.batch_size, self.n)  # samples since the epoch began
+            out.append((step, epoch, batch, rate, reader.read(mean, seen), mean))
         return out
 
 
@@ -252,19 +254,12 @@ def _summary_table(results: dict, suggested: float, t_finder: float) -> str:
     return "\n".join(lines)
 
 
-def _ema(values, alpha: float = 0.9):
-    out, acc = [], None
-    for v in values:
-        acc = v if acc is None else alpha * acc + (1 - alpha) * v
-        out.append(acc)
-    return out
-
-
 def _demo_figure(path, finder, suggested, results, steps_per_epoch, total) -> None:
     import numpy as np
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
+    from ._stats import ema
     from .plotting import _COLORS, plot_schedules
 
     fig = Figure(figsize=(12, 7.6), layout="constrained")
@@ -291,7 +286,7 @@ def _demo_figure(path, finder, suggested, results, steps_per_epoch, total) -> No
         steps = [row[0] for row in r["rows"]]
         losses = [max(row[4], 1e-6) for row in r["rows"]]
         ax_loss.plot(steps, losses, color=_COLORS[i], alpha=0.2, linewidth=0.8)
-        ax_loss.plot(steps, _ema(losses), color=_COLORS[i], linewidth=1.8,
+        ax_loss.plot(steps, ema(losses, 0.9), color=_COLORS[i], linewidth=1.8,
                      label=f"{name} (smoothed)")
     ax_loss.set_yscale("log")
     ax_loss.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
