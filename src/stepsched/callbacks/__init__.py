@@ -1,12 +1,12 @@
 """Callbacks: per-batch scheduling of Python functions, rate logging, plateau reduction."""
 
-from .base import StepschedCallback
+from .base import Plan, StepschedCallback
 from .hyperparam import HyperparameterScheduler
 from .logger import LearningRateLogger
 from .plateau import ReduceLROnPlateau, Scaled
 from .scheduler import BatchLearningRateScheduler
 
 __all__ = [
-    "StepschedCallback", "LearningRateLogger", "BatchLearningRateScheduler",
+    "StepschedCallback", "Plan", "LearningRateLogger", "BatchLearningRateScheduler",
     "ReduceLROnPlateau", "Scaled", "HyperparameterScheduler",
 ]

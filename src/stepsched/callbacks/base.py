@@ -10,7 +10,7 @@ import warnings
 
 import keras
 
-from .. import _keras
+from .. import _keras, _validate
 from ..durations import UnresolvedDurationError
 from ..schedules.base import Schedule
 from ..schedules.planned import Planned
@@ -38,25 +38,65 @@ def fit_context(params: dict) -> tuple[float | None, float | None]:
     return float(steps), (float(steps) * epochs if epochs else None)
 
 
-def planned(rate, context: tuple[float | None, float | None]):
+#: what happens when a later fit() plans a schedule that is already training
+#: differently (another length, another steps_per_epoch); see ``Plan``
+DEFAULT_ON_CHANGE = "continue"
+
+
+def planned(rate, context: tuple[float | None, float | None], step: int = 0,
+            on_change: str = DEFAULT_ON_CHANGE):
     """The optimizer's rate with its durations planned for ``context``.
 
-    Returns ``rate`` itself when nothing changes; never modifies it. A rate
-    that wraps another schedule (``Scaled``) is re-wrapped around the plan.
+    ``context`` is ``(steps_per_epoch, end)``: ``end`` the step at which this
+    run ends, the whole run's steps for a first plan. Returns ``rate`` itself
+    when nothing changes; never modifies it. A rate that wraps another
+    schedule (``Scaled``) is re-wrapped around the plan. ``step`` is the
+    optimizer's step now: a plan that changes after training has started
+    follows ``on_change``.
     """
     if hasattr(rate, "with_schedule"):
-        inner = planned(rate.arg("schedule"), context)
+        inner = planned(rate.arg("schedule"), context, step, on_change)
         return rate if inner is rate.arg("schedule") else rate.with_schedule(inner)
     if isinstance(rate, Planned):
-        if rate.context == context:
+        spe, end = context
+        if (rate.arg("steps_per_epoch"), rate.end) == context or on_change == "keep":
             return rate
-        return Planned(rate.arg("schedule"), *context)
+        if step == 0:  # nothing trained on the old plan yet
+            return Planned(rate.arg("schedule"), *context)
+        old = _pair((rate.arg("steps_per_epoch"), rate.end))
+        if on_change == "refuse":
+            raise ValueError(
+                f"this fit() plans {rate.arg('schedule')!r} for steps_per_epoch, end = "
+                f"{_pair(context)}, but the optimizer has trained {step} steps on the plan for "
+                f"{old}. Choose what happens with stepsched.callbacks.Plan(on_change=...): "
+                "'continue' (stretch the rest of the plan over the new length), 'restart' "
+                "(start the schedule again now) or 'keep' (keep the old plan)")
+        total = end
+        if on_change == "restart" and end is not None:
+            total = end - step  # a new phase, as long as the rest of this run
+        new = Planned(rate.arg("schedule"), spe, total, previous=rate, since=step,
+                      policy=on_change)
+        note = ""
+        if on_change == "continue" and rate.end is not None and rate.end <= step:
+            note = (f"; the plan had ended at step {rate.end:g}, so continuing it holds its "
+                    "final value: for a new phase use "
+                    "stepsched.callbacks.Plan(on_change='restart')")
+        warnings.warn(f"the plan of the learning-rate schedule changed at step {step} "
+                      f"(steps_per_epoch, end: {old} -> {_pair(context)}): "
+                      f"on_change={on_change!r}{note}; see stepsched.callbacks.Plan",
+                      stacklevel=4)
+        return new
     if isinstance(rate, Schedule) and rate.is_symbolic:
         return Planned(rate, *context)
     return rate
 
 
-def plan_for_fit(model, params: dict) -> None:
+def _pair(context) -> str:
+    return ", ".join("None" if v is None else f"{v:g}" for v in context)
+
+
+def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
+                 first_epoch: int = 0) -> None:
     """Give the optimizer its own plan of its schedule for this ``fit()``.
 
     The schedule the user built is left as it is; the optimizer gets a
@@ -66,8 +106,18 @@ def plan_for_fit(model, params: dict) -> None:
     optimizer = inner_optimizer(model.optimizer)
     rate = _keras.rate_of(optimizer)
     context = fit_context(params)
+    step = 0
+    previous = _unwrapped(rate)
+    if isinstance(previous, Planned):
+        step = read_step(optimizer)
+        spe, total = context
+        resumed = spe == previous.arg("steps_per_epoch") and step < (first_epoch + 1) * spe
+        if spe is not None and total is not None and not resumed:
+            # not a resumed run (BackupAndRestore, load_model + initial_epoch, whose step
+            # counter is within the epoch the fit starts at) but more training
+            context = (spe, step + total - first_epoch * spe)
     try:
-        new = planned(rate, context)
+        new = planned(rate, context, step, on_change)
     except UnresolvedDurationError as err:
         if params.get("steps"):
             raise
@@ -82,6 +132,12 @@ def plan_for_fit(model, params: dict) -> None:
     _keras.replace_schedule(optimizer, new)
     _warn_if_longer_than_run(new, context)
     _keras.retrace(model)
+
+
+def _unwrapped(rate):
+    while hasattr(rate, "with_schedule"):
+        rate = rate.arg("schedule")
+    return rate
 
 
 def _warn_if_longer_than_run(rate, context) -> None:
@@ -149,19 +205,73 @@ def check_siblings(callback) -> None:
 class StepschedCallback(keras.callbacks.Callback):
     """Base class: plans the optimizer's stepsched schedule at ``on_train_begin``.
 
-    A second ``fit()`` of another length plans the schedule anew (from the
-    schedule as written), and the train function is rebuilt so the traced
-    step does not keep the old constants.
+    A later ``fit()`` of another length plans the schedule anew and, once
+    training has started, follows ``on_change`` (see ``Plan``); the train
+    function is rebuilt so the traced step does not keep the old constants.
     """
+
+    #: the policy this callback asks for when the plan changes (None: the default)
+    on_change: str | None = None
 
     def on_train_begin(self, logs=None):
         check_strategy(self.model)
-        plan_for_fit(self.model, self.params)
         check_siblings(self)
+        self._planned = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # planned here, after every on_train_begin (BackupAndRestore restores there) and
+        # with the epoch this fit starts at (initial_epoch)
+        if not getattr(self, "_planned", True):
+            self._planned = True
+            plan_for_fit(self.model, self.params, _policy(self), epoch)
 
     @property
     def optimizer(self):
         return inner_optimizer(self.model.optimizer)
+
+
+def _policy(callback) -> str:
+    callbacks = running_callback_list(callback)
+    asked = {c.on_change for c in (callbacks.callbacks if callbacks else [callback])
+             if isinstance(c, StepschedCallback) and c.on_change is not None}
+    if len(asked) > 1:
+        raise ValueError(f"stepsched callbacks ask for different on_change policies: "
+                         f"{sorted(asked)}; give one")
+    return asked.pop() if asked else DEFAULT_ON_CHANGE
+
+
+class Plan(StepschedCallback):
+    """Plan the schedule for this ``fit()``, and say what happens when the plan changes.
+
+    Any stepsched callback plans the optimizer's schedule from ``fit()``'s own
+    parameters; this one does only that, with the policy for a plan that
+    changes once training has started (a later ``fit()`` with another
+    ``epochs``, ``steps_per_epoch`` or batch size):
+
+    - ``"continue"`` (default): the rest of the current plan is stretched over
+      the new remaining length: no jump, and the schedule still ends at the
+      run's new end (a longer second ``fit()`` extends the decay instead of
+      training the extra steps at the final rate);
+    - ``"restart"``: the schedule as written starts again at the current step
+      (a new phase: re-warm and decay again);
+    - ``"keep"``: the original plan stays (steps past its end hold its final
+      value);
+    - ``"refuse"``: raise, naming the two plans.
+
+    A resumed run of the same length (``BackupAndRestore``, ``load_model``)
+    keeps its plan under every policy. The plan history is part of the
+    optimizer's schedule, so ``model.save`` / ``load_model`` keep it.
+
+    >>> import stepsched as ss
+    >>> ss.callbacks.Plan(on_change="keep").on_change
+    'keep'
+    """
+
+    def __init__(self, on_change: str = DEFAULT_ON_CHANGE):
+        super().__init__()
+        from ..schedules.planned import POLICIES
+
+        self.on_change = _validate.choice("on_change", on_change, POLICIES)
 
 
 class StepCounter:

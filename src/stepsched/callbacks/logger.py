@@ -115,6 +115,7 @@ class LearningRateLogger(StepschedCallback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
         self._counter.epoch_begin()
 
     def _rate(self, step: int) -> float:

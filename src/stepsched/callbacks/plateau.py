@@ -333,6 +333,7 @@ class ReduceLROnPlateau(StepschedCallback):
                      _stats.EMA(self.smoothing, ema.get("ema", 0.0), int(ema.get("ema_count", 0))))
 
     def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
         self._counter.epoch_begin()
         self._reader.reset()
 

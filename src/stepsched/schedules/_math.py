@@ -533,7 +533,7 @@ def _split_tail(schedule):
     from .compose import Sequence
     from .planned import Planned
 
-    if isinstance(schedule, Planned):
+    if isinstance(schedule, Planned) and schedule.arg("previous") is None:
         return _split_tail(schedule.resolved)
     if schedule.is_finite:
         duration = schedule.duration
