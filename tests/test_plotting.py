@@ -488,3 +488,15 @@ def test_reductions_of_a_real_plateau_run_match_the_applied_rates():
     # min_lr, taken from the callback: the last reduction would go below it
     assert plateau.reductions[-1][1] * float(schedule.at(len(rates) - 1)) < 0.1
     assert rates[-1] == pytest.approx(0.1, rel=1e-5)
+
+
+def test_sequence_key_steps_follow_the_step_each_piece_sees():
+    pieces = [ss.Constant(1.0, 10), ss.Piecewise([5, 15], [1.0, 0.5, 0.25])]
+    # relative: the second piece starts at its own step 0, so its boundaries sit at 15 and 25
+    assert [s for s, _ in key_steps(ss.Sequence(pieces), 100)] == [10, 15, 25]
+    # global: it sees the step itself; its boundary at 5 lies before it begins
+    glob = ss.Sequence(pieces, relative=False)
+    assert [s for s, _ in key_steps(glob, 100)] == [10, 15]
+    for p in key_points(glob, 30):
+        assert p.value == pytest.approx(float(glob.at(p.step)))
+    assert float(glob.at(15)) == pytest.approx(0.25) and float(glob.at(14)) == pytest.approx(0.5)
