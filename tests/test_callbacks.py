@@ -111,7 +111,7 @@ def test_fit_without_stepsched_callback_names_the_fix():
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("spe", [1, pytest.param(8, marks=needs_spe)])
-def test_second_fit_with_other_length_re_resolves(spe, jit_compile):
+def test_second_fit_after_a_finished_plan_starts_a_new_phase(spe, jit_compile):
     if BACKEND == "torch" and jit_compile:
         pytest.skip("jit_compile on torch is torch.compile, not part of the step semantics")
     n1, n2 = 10, 14
@@ -120,8 +120,10 @@ def test_second_fit_with_other_length_re_resolves(spe, jit_compile):
                          steps_per_execution=spe, jit_compile=jit_compile)
     logger = ss.callbacks.LearningRateLogger(every="epoch")
     fit(model, x[:n1], y[:n1], callbacks=[logger])
-    fit(model, x[n1:], y[n1:], callbacks=[logger])
-    # fraction(1.0) is each fit's own length; the step keeps counting.
+    with pytest.warns(UserWarning, match="on_change='restart'"):
+        fit(model, x[n1:], y[n1:], callbacks=[logger])
+    # the first plan had ended: the default policy ("auto") starts the schedule again
+    # over the second fit's own length; the step keeps counting.
     expected = np.concatenate([ss.Linear(0.2, 0.02, n1).at(range(n1)),
                                ss.Linear(0.2, 0.02, n2).at(range(n1, n1 + n2))])
     np.testing.assert_allclose(applied(model), expected, rtol=RTOL)

@@ -168,7 +168,9 @@ TABLE: dict[str, Case] = {
     "Planned": Case({"schedule": LIN},
                     _schedule("schedule") + _positive("steps_per_epoch", rate=False, none_ok=True)
                     + _positive("total_steps", rate=False, none_ok=True)
-                    + [("schedule", ss.Linear(1.0, 0.0, ss.fraction(1.0)))]),  # unresolvable
+                    + [("schedule", ss.Linear(1.0, 0.0, ss.fraction(1.0))),  # unresolvable
+                       ("previous", LIN), ("previous", "x"),
+                       ("since", 3), ("policy", "continue")]),  # a change needs previous
     "Warmup": Case({"duration": 5}, _duration("duration") + _real("start", rate=False)
                    + _choice("shape")
                    + [("shape", "exponential")],  # exponential with start=0
@@ -283,8 +285,19 @@ TABLE: dict[str, Case] = {
                            [("schedules", {}), ("schedules", [LIN]), ("schedules", None),
                             ("total_steps", NAN), ("total_steps", "10"), ("total_steps", 0),
                             ("steps_per_epoch", -1.0)]),
+    "plot_lr_finder": Case({"result": ss.LRFinderResult([1e-3, 1e-2, 1e-1], [1.0, 0.5, 2.0]),
+                            "schedule": LIN, "total_steps": 20},
+                           [("result", "x"), ("result", None), ("schedule", "x"),
+                            ("total_steps", NAN), ("total_steps", -5), ("steps_per_epoch", 0),
+                            ("method", "nope"), ("method", None)]),
+    "plot_reductions": Case({"schedule": LIN, "reductions": [(5, 0.5)], "total_steps": 20},
+                            [("schedule", "x"), ("schedule", None), ("reductions", "x"),
+                             ("reductions", [(5, -0.5)]), ("reductions", [("a", 0.5)]),
+                             ("total_steps", NAN), ("total_steps", -5),
+                             ("steps_per_epoch", 0), ("min_lr", -1.0), ("min_lr", NAN)]),
     # callbacks
     "StepschedCallback": Case({}),
+    "Plan": Case({}, _choice("on_change")),
     "LearningRateLogger": Case({}, _choice("every")),
     "BatchLearningRateScheduler": Case({"schedule": lambda step: 0.1},
                                        [("schedule", 0.1), ("schedule", "0.1"),

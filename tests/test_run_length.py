@@ -57,7 +57,7 @@ def test_continue_stretches_the_rest_of_the_plan(initial_epoch):
         first.at(32 - ratio), rel=1e-6)
 
 
-@pytest.mark.parametrize("policy", ["continue", "restart", "keep"])
+@pytest.mark.parametrize("policy", ["auto", "continue", "restart", "keep"])
 def test_policies_after_a_finished_plan_exact_and_across_save(policy, tmp_path):
     # fit(epochs=2), then fit(epochs=4) with no initial_epoch (4 more epochs)
     runs = []
@@ -70,7 +70,7 @@ def test_policies_after_a_finished_plan_exact_and_across_save(policy, tmp_path):
         train(model, 4, policy, expect_change=policy != "keep")
         runs.append(applied(model))
     first = plan(2)
-    if policy == "restart":
+    if policy in ("restart", "auto"):  # auto: the plan had ended, so a new phase
         expected = np.concatenate([first.at(range(16)), plan(4).at(range(32))])
     else:  # the plan had ended: continuing or keeping it holds its final value
         expected = first.at(range(48))
@@ -100,3 +100,18 @@ def test_a_resumed_run_of_the_same_length_keeps_its_plan(tmp_path):
 def test_plan_rejects_unknown_policies():
     with pytest.raises(ValueError, match="on_change"):
         ss.callbacks.Plan("stretch")
+
+
+def test_the_guide_runs():
+    """docs/guide/run-length.md: its code is the documentation of the policies."""
+    import pathlib
+    import re
+    import warnings
+
+    text = (pathlib.Path(__file__).parent.parent / "docs/guide/run-length.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for block in blocks:
+            exec(compile(block, "run-length.md", "exec"), {"__name__": "guide"})  # noqa: S102

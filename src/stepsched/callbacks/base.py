@@ -40,7 +40,7 @@ def fit_context(params: dict) -> tuple[float | None, float | None]:
 
 #: what happens when a later fit() plans a schedule that is already training
 #: differently (another length, another steps_per_epoch); see ``Plan``
-DEFAULT_ON_CHANGE = "continue"
+DEFAULT_ON_CHANGE = "auto"
 
 
 def planned(rate, context: tuple[float | None, float | None], step: int = 0,
@@ -71,6 +71,8 @@ def planned(rate, context: tuple[float | None, float | None], step: int = 0,
                 f"{old}. Choose what happens with stepsched.callbacks.Plan(on_change=...): "
                 "'continue' (stretch the rest of the plan over the new length), 'restart' "
                 "(start the schedule again now) or 'keep' (keep the old plan)")
+        if on_change == "auto":  # continue a plan with steps left; a finished one restarts
+            on_change = "restart" if rate.end is not None and rate.end <= step else "continue"
         total = end
         if on_change == "restart" and end is not None:
             total = end - step  # a new phase, as long as the rest of this run
@@ -248,10 +250,12 @@ class Plan(StepschedCallback):
     changes once training has started (a later ``fit()`` with another
     ``epochs``, ``steps_per_epoch`` or batch size):
 
-    - ``"continue"`` (default): the rest of the current plan is stretched over
-      the new remaining length: no jump, and the schedule still ends at the
-      run's new end (a longer second ``fit()`` extends the decay instead of
-      training the extra steps at the final rate);
+    - ``"auto"`` (default): ``"continue"`` while the current plan has steps
+      left, ``"restart"`` once it has ended;
+    - ``"continue"``: the rest of the current plan is stretched over the new
+      remaining length: no jump, and the schedule still ends at the run's new
+      end (a longer run gets a longer decay instead of extra steps at the
+      final rate);
     - ``"restart"``: the schedule as written starts again at the current step
       (a new phase: re-warm and decay again);
     - ``"keep"``: the original plan stays (steps past its end hold its final

@@ -20,7 +20,7 @@ from .base import Schedule, as_schedule
 __all__ = ["Planned"]
 
 
-POLICIES = ("continue", "restart", "keep", "refuse")
+POLICIES = ("auto", "continue", "restart", "keep", "refuse")
 
 
 @keras.saving.register_keras_serializable(package="stepsched")
