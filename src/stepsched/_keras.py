@@ -44,3 +44,23 @@ def retrace(model) -> None:
     Python objects read at trace time)."""
     if getattr(model, "train_function", None) is not None:
         model.make_train_function(force=True)
+
+
+def variable_index(optimizer, variable) -> int:
+    """The index of a trainable variable in the optimizer's list
+    (``optimizer._get_variable_index``; on TensorFlow the update step receives the
+    ``tf.Variable``, which this maps too)."""
+    return optimizer._get_variable_index(variable)
+
+
+def current_learning_rate(optimizer):
+    """The rate the optimizer applies at this step, evaluated in the step
+    (``optimizer._get_current_learning_rate()``)."""
+    return optimizer._get_current_learning_rate()
+
+
+#: methods of ``keras.optimizers.Optimizer`` that stepsched's optimizers override to put
+#: per-group values in place while Keras's own code runs: ``apply`` calls
+#: ``_apply_weight_decay(variables)`` (which reads the rate through
+#: ``_get_current_learning_rate()``) and then ``update_step`` for each variable
+OVERRIDDEN_PRIVATE_METHODS = ("_apply_weight_decay", "_get_current_learning_rate")

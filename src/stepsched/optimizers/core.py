@@ -1,0 +1,469 @@
+"""Keras's built-in optimizers with every float hyperparameter scheduled in-graph, and
+variable groups.
+
+``stepsched.optimizers.Adam`` is ``keras.optimizers.Adam`` (a subclass, same
+arguments, same variables) whose ``beta_1``, ``beta_2``, ``epsilon`` and
+``weight_decay`` may also be schedules, and which takes ``groups=``. At each
+update the schedules are evaluated once (per group) from the optimizer's own
+step counter inside the compiled step, and put in place of the attribute
+while Keras's own update code runs; after it the attribute holds its nominal
+float again (the schedule's value at step 0). The optimizer's variables are
+those of the Keras optimizer: weights files load both ways.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+from keras import ops
+
+from .. import _keras
+from ..durations import Duration, UnresolvedDurationError
+from ..schedules.base import Schedule
+from ..schedules.planned import Planned
+from ._live import live
+from .groups import Group
+
+__all__ = ["HYPERPARAMETERS", "OPTIMIZERS", "scheduled_values"]
+
+#: floats Keras reads once, when it builds slots or never in the update step
+_NOT_PER_STEP = {
+    "learning_rate": "it is the optimizer's rate: pass the schedule as learning_rate",
+    "initial_accumulator_value": "Keras reads it once, when it creates the accumulators",
+    "ema_momentum": "it belongs to the weight average (use_ema), not the update step",
+    **{f"muon_{c}": "it is a coefficient of Muon's Newton-Schulz iteration, not a training "
+                    "hyperparameter" for c in "abc"},
+}
+
+#: slots Keras creates for every variable that are not the update's state
+_NOT_UPDATE_SLOTS = ("gradient_accumulator", "average")
+
+
+def _schedulable(base: type) -> tuple[str, ...]:
+    params = inspect.signature(base.__init__).parameters
+    names = [p.name for p in params.values()
+             if isinstance(p.default, float) and not isinstance(p.default, bool)
+             and p.name not in _NOT_PER_STEP]
+    if "weight_decay" not in names:
+        names.append("weight_decay")
+    return tuple(names)
+
+
+def _as_hyper(name: str, value):
+    if isinstance(value, dict) and "class_name" in value:
+        value = keras.saving.deserialize_keras_object(value)
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+        raise TypeError(f"{name}: give a stepsched schedule (it evaluates on the host too, for "
+                        f"its nominal value and the logs), got {value!r}")
+    return None
+
+
+def _nominal(schedule: Schedule) -> float:
+    """The schedule's value at step 0 (durations planned nominally if unresolved)."""
+    try:
+        return float(schedule.at(0))
+    except UnresolvedDurationError:
+        return float(Planned(schedule, 1000.0, 1e6).at(0))
+
+
+def _plan(schedule, context):
+    if schedule is None or not isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, Planned):
+        return schedule if schedule.context == context else Planned(schedule.arg("schedule"),
+                                                                    *context)
+    return Planned(schedule, *context) if schedule.is_symbolic else schedule
+
+
+class _State:
+    """Everything stepsched keeps on the optimizer: a plain object (no tracking, not saved
+    as a variable)."""
+
+    def __init__(self, schedules, nominal, groups):
+        self.schedules = schedules        # name -> Schedule (optimizer-wide)
+        self.nominal = nominal            # name -> float (the attribute outside updates)
+        self.groups = groups              # list[Group] or None, durations planned
+        self.written = groups             # the groups as given (saved in the config)
+        self.group_of_index: list[int] = []
+        self.slots: dict[int, list] = {}  # variable index -> its optimizer slots
+        self.step = None                  # _Step while an update is traced
+        self.active_lr = None             # a group's rate while its weight decay runs
+        self.iteration_offset = None
+
+
+class _GroupStep:
+    __slots__ = ("group", "rate", "gate", "hyper", "weight_decay", "offset")
+
+
+class _Step:
+    """The values of one update: each schedule evaluated once, from the raw step counter."""
+
+    def __init__(self, optimizer, state: _State, base_lr):
+        step = _keras.step_variable(optimizer)
+        self.globals = {name: live(s(step)) for name, s in state.schedules.items()}
+        self.groups = []
+        if not state.groups:
+            return
+        for group in state.groups:
+            g = _GroupStep()
+            g.group = group
+            rate = group.learning_rate(step) if group.learning_rate is not None else base_lr
+            rate = ops.cast(rate, "float32")
+            gate = None
+            if group.multiplier is not None:
+                multiplier = group.multiplier(step)
+                rate = rate * multiplier
+                gate = ops.equal(multiplier, 0.0)
+            g.offset = None
+            if group.frozen_until is not None:
+                k = int(group.frozen_until)
+                frozen = ops.less(ops.convert_to_tensor(step), k)
+                gate = frozen if gate is None else ops.logical_or(gate, frozen)
+                rate = ops.where(frozen, ops.zeros_like(rate), rate)
+                accumulation = optimizer.gradient_accumulation_steps or 1
+                g.offset = k // accumulation
+            g.rate, g.gate = rate, gate
+            g.hyper = {name: live(s(step)) for name, s in group.hyperparameters.items()}
+            if group.weight_decay is None:
+                g.weight_decay = "inherit"
+            elif _is_zero(group.weight_decay):
+                g.weight_decay = None
+            else:
+                g.weight_decay = live(group.weight_decay(step))
+            self.groups.append(g)
+
+
+def _is_zero(schedule) -> bool:
+    from ..schedules.primitives import Constant
+
+    return isinstance(schedule, Constant) and schedule.arg("value") == 0
+
+
+class ScheduledOptimizer:
+    """The part every ``stepsched.optimizers`` class adds to its Keras optimizer."""
+
+    #: hyperparameters this optimizer can schedule (set per class)
+    hyperparameter_names: tuple[str, ...] = ()
+
+    def __init__(self, *args, groups=None, **kwargs):
+        base = self._keras_class()
+        try:
+            bound = inspect.signature(base.__init__).bind_partial(None, *args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"{type(self).__name__}: {err}") from None
+        kwargs = dict(bound.arguments)
+        kwargs.pop(next(iter(inspect.signature(base.__init__).parameters)))  # self
+        extra = kwargs.pop("kwargs", {})
+        kwargs.update(extra)
+        schedules, nominal = {}, {}
+        for name, value in list(kwargs.items()):
+            schedule = _as_hyper(name, value)
+            if schedule is None:
+                continue
+            if name not in self.hyperparameter_names:
+                why = _NOT_PER_STEP.get(name, "it is not a float hyperparameter of "
+                                              f"{base.__name__}")
+                if name == "learning_rate":
+                    continue
+                raise TypeError(f"{type(self).__name__} cannot schedule {name!r}: {why}; "
+                                f"it schedules {', '.join(self.hyperparameter_names)}")
+            schedules[name] = schedule
+            nominal[name] = _nominal(schedule)
+            kwargs[name] = nominal[name]
+        if kwargs.get("learning_rate") is not None and isinstance(kwargs["learning_rate"], dict):
+            kwargs["learning_rate"] = keras.saving.deserialize_keras_object(kwargs["learning_rate"])
+        super().__init__(**kwargs)
+        self._stepsched = _State(schedules, nominal, self._parse_groups(groups))
+
+    @classmethod
+    def _keras_class(cls) -> type:
+        return next(c for c in cls.__mro__[1:] if not issubclass(c, ScheduledOptimizer))
+
+    def _parse_groups(self, groups):
+        if groups is None:
+            return None
+        if isinstance(groups, Group):
+            groups = [groups]
+        out = []
+        for g in groups:
+            if isinstance(g, dict):
+                g = Group.from_config(g)
+            if not isinstance(g, Group):
+                raise TypeError(f"groups must be stepsched.optimizers.Group objects, got {g!r}")
+            out.append(g)
+        if not out:
+            raise ValueError("groups is empty: give at least one Group (or none at all)")
+        names = [g.name for g in out]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"group names must be unique; given more than once: {twice}")
+        defaults = [g.name for g in out if g.is_default]
+        if len(defaults) > 1:
+            raise ValueError(f"only one group may leave its variables unselected (the default "
+                             f"group for the rest), got {defaults}")
+        for g in out:
+            for name in g.hyperparameters:
+                if name not in self.hyperparameter_names:
+                    raise TypeError(f"group {g.name!r}: {type(self).__name__} cannot schedule "
+                                    f"{name!r}; it schedules "
+                                    f"{', '.join(self.hyperparameter_names)}")
+                if name == "beta_1" and self._keras_class() is keras.optimizers.Nadam:
+                    raise ValueError(f"group {g.name!r}: Nadam keeps one product of its beta_1 "
+                                     "values for all variables, so beta_1 cannot differ "
+                                     "between groups")
+        return out
+
+    # ------------------------------------------------------------------ public
+    @property
+    def hyperparameter_schedules(self) -> dict[str, Schedule]:
+        """The optimizer-wide hyperparameter schedules (as planned for the current run)."""
+        return dict(self._stepsched.schedules)
+
+    @property
+    def groups(self) -> list[Group] | None:
+        return None if self._stepsched.groups is None else list(self._stepsched.groups)
+
+    def plan(self, steps_per_epoch: float | None = None, total_steps: float | None = None
+             ) -> bool:
+        """Plan ``epochs``/``fraction`` durations of the hyperparameter and group schedules
+        for a run (the schedules as written are kept). Returns whether anything changed,
+        in which case a traced train function must be rebuilt."""
+        context = (steps_per_epoch, total_steps)
+        st = self._stepsched
+        changed = False
+        new = {k: _plan(v, context) for k, v in st.schedules.items()}
+        changed |= any(new[k] is not st.schedules[k] for k in new)
+        st.schedules = new
+        if st.groups:
+            groups = []
+            for g in st.groups:
+                planned = {k: _plan(v, context) for k, v in g.schedules().items()}
+                frozen = g.frozen_until
+                if isinstance(frozen, Duration):
+                    frozen = int(round(frozen.to_steps(*context)))
+                if any(planned[k] is not v for k, v in g.schedules().items()) or \
+                        frozen is not g.frozen_until:
+                    changed = True
+                    g = g.with_schedules(planned, frozen)
+                groups.append(g)
+            st.groups = groups
+        return changed
+
+    # ------------------------------------------------------------------ Keras hooks
+    def build(self, var_list):
+        st = self._stepsched
+        zero = [n for n, v in st.nominal.items() if v == 0]
+        for name in zero:  # SGD/RMSprop keep momentum slots only for a non-zero momentum
+            object.__setattr__(self, name, 1.0)
+        try:
+            super().build(var_list)
+        finally:
+            for name in zero:
+                object.__setattr__(self, name, 0.0)
+        if st.groups:
+            self._assign_groups(list(var_list))
+
+    def _assign_groups(self, variables):
+        st = self._stepsched
+        default = next((i for i, g in enumerate(st.groups) if g.is_default), None)
+        owner = []
+        for v in variables:
+            hits = [i for i, g in enumerate(st.groups) if not g.is_default and g.selects(v)]
+            if len(hits) > 1:
+                raise ValueError(f"variable {v.path!r} is selected by groups "
+                                 f"{[st.groups[i].name for i in hits]}: each variable must be "
+                                 "in exactly one group")
+            if not hits:
+                if default is None:
+                    raise ValueError(f"variable {v.path!r} is in no group: select it, or add a "
+                                     "default group (a Group with no selector) for the rest")
+                hits = [default]
+            owner.append(hits[0])
+        for i, (g, w) in enumerate(zip(st.groups, st.written, strict=False)):
+            g.assigned = w.assigned = [v.path for v, o in zip(variables, owner, strict=False) if o == i]
+        st.group_of_index = owner
+
+    def add_variable_from_reference(self, reference_variable, name=None, initializer="zeros"):
+        variable = super().add_variable_from_reference(reference_variable, name=name,
+                                                       initializer=initializer)
+        if name not in _NOT_UPDATE_SLOTS:
+            try:
+                index = _keras.variable_index(self, reference_variable)
+            except KeyError:
+                index = None
+            if index is not None:
+                self._stepsched.slots.setdefault(index, []).append(variable)
+        return variable
+
+    def apply(self, grads, trainable_variables=None):
+        st = self._stepsched
+        if not st.schedules and not st.groups:
+            return super().apply(grads, trainable_variables)
+        self._check_planned()
+        if st.step is not None:  # re-entered (a wrapper calling apply twice): keep the values
+            return super().apply(grads, trainable_variables)
+        base_lr = _keras.current_learning_rate(self) if st.groups else None
+        st.step = _Step(self, st, base_lr)
+        for name, value in st.step.globals.items():
+            object.__setattr__(self, name, value)
+        try:
+            return super().apply(grads, trainable_variables)
+        finally:
+            for name, value in st.nominal.items():
+                object.__setattr__(self, name, value)
+            st.step = None
+
+    def _check_planned(self):
+        st = self._stepsched
+        todo = [k for k, v in st.schedules.items() if v.is_symbolic]
+        for g in st.groups or ():
+            todo += [f"{g.name}.{k}" for k, v in g.schedules().items() if v.is_symbolic]
+            if isinstance(g.frozen_until, Duration):
+                todo.append(f"{g.name}.frozen_until")
+        if todo:
+            raise UnresolvedDurationError(
+                f"the schedules of {todo} have durations in epochs or fractions of the run: "
+                "call optimizer.plan(steps_per_epoch=..., total_steps=...) before fit() (a "
+                "stepsched callback does it at fit() once stepsched's callbacks plan "
+                "optimizers), or resolve them with schedule.resolve(...)")
+
+    def _group_step(self, variable):
+        st = self._stepsched
+        return st.step.groups[st.group_of_index[_keras.variable_index(self, variable)]]
+
+    def update_step(self, gradient, variable, learning_rate):
+        st = self._stepsched
+        if st.step is None or not st.step.groups:
+            return super().update_step(gradient, variable, learning_rate)
+        g = self._group_step(variable)
+        saved = {name: getattr(self, name) for name in g.hyper}
+        for name, value in g.hyper.items():
+            object.__setattr__(self, name, value)
+        st.iteration_offset = g.offset
+        try:
+            if g.gate is None:
+                return super().update_step(gradient, variable, g.rate)
+            index = _keras.variable_index(self, variable)
+            state = [variable, *st.slots.get(index, [])]
+            before = [ops.copy(ops.convert_to_tensor(v)) for v in state]
+            super().update_step(gradient, variable, g.rate)
+            for v, old in zip(state, before, strict=False):
+                v.assign(ops.where(g.gate, old, ops.convert_to_tensor(v)))
+        finally:
+            for name, value in saved.items():
+                object.__setattr__(self, name, value)
+            st.iteration_offset = None
+
+    @property
+    def iterations(self):
+        counter = super().iterations
+        offset = self._stepsched.iteration_offset if hasattr(self, "_stepsched") else None
+        if offset is None:
+            return counter
+        return ops.maximum(counter - offset, 0)
+
+    def _apply_weight_decay(self, variables):
+        st = self._stepsched
+        if st.step is None or not st.step.groups:
+            return super()._apply_weight_decay(variables)
+        by_group: dict[int, list] = {}
+        for v in variables:
+            by_group.setdefault(st.group_of_index[_keras.variable_index(self, v)], []).append(v)
+        outer = self.weight_decay
+        try:
+            for index, group_vars in by_group.items():
+                g = st.step.groups[index]
+                wd = outer if isinstance(g.weight_decay, str) else g.weight_decay
+                if wd is None:
+                    continue
+                object.__setattr__(self, "weight_decay", wd)
+                st.active_lr = g.rate
+                super()._apply_weight_decay(group_vars)
+        finally:
+            object.__setattr__(self, "weight_decay", outer)
+            st.active_lr = None
+
+    def _get_current_learning_rate(self):
+        st = getattr(self, "_stepsched", None)
+        if st is not None and st.active_lr is not None:
+            return st.active_lr
+        return super()._get_current_learning_rate()
+
+    # ------------------------------------------------------------------ config
+    def get_config(self):
+        config = super().get_config()
+        st = self._stepsched
+        for name, schedule in st.schedules.items():  # as written, not as planned
+            original = schedule.arg("schedule") if isinstance(schedule, Planned) else schedule
+            config[name] = keras.saving.serialize_keras_object(original)
+        if st.written is not None:
+            config["groups"] = [g.get_config() for g in st.written]
+        return config
+
+
+def scheduled_values(optimizer, step: int) -> dict[str, float]:
+    """Host values at ``step`` of every scheduled hyperparameter and each group's rate.
+
+    Keys as a logger writes them: ``"beta_1"``, ``"learning_rate/<group>"``,
+    ``"weight_decay/<group>"``; empty for a plain Keras optimizer.
+    """
+    from ..callbacks.base import inner_optimizer
+
+    optimizer = inner_optimizer(optimizer)
+    st = getattr(optimizer, "_stepsched", None)
+    if st is None:
+        return {}
+    out = {name: float(s.at(step)) for name, s in st.schedules.items()}
+    if not st.groups:
+        return out
+    rate = _keras.rate_of(optimizer)
+    if isinstance(rate, Schedule):
+        base = float(rate.at(step))
+    else:
+        base = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    for g in st.groups:
+        value = float(g.learning_rate.at(step)) if g.learning_rate is not None else base
+        if g.multiplier is not None:
+            value *= float(g.multiplier.at(step))
+        if isinstance(g.frozen_until, (int, float)) and step < g.frozen_until:
+            value = 0.0
+        out[f"learning_rate/{g.name}"] = value
+        if g.weight_decay is not None:
+            out[f"weight_decay/{g.name}"] = float(g.weight_decay.at(step))
+        for name, s in g.hyperparameters.items():
+            out[f"{name}/{g.name}"] = float(s.at(step))
+    return out
+
+
+def _make(base: type) -> type:
+    names = _schedulable(base)
+    doc = (f"``keras.optimizers.{base.__name__}`` whose {', '.join(f'``{n}``' for n in names)} "
+           "may also be stepsched schedules, evaluated in the compiled step from the "
+           "optimizer's step counter, and which takes ``groups=`` (a list of "
+           "``stepsched.optimizers.Group``). Same arguments and variables as the Keras "
+           "optimizer.")
+    cls = type(base.__name__, (ScheduledOptimizer, base),
+               {"__module__": "stepsched.optimizers", "__doc__": doc,
+                "__qualname__": base.__name__, "hyperparameter_names": names})
+    return keras.saving.register_keras_serializable(package="stepsched",
+                                                    name=base.__name__)(cls)
+
+
+_SKIP = {"Optimizer", "LossScaleOptimizer", "MultiOptimizer"}
+
+#: name -> stepsched class, for every built-in Keras optimizer
+OPTIMIZERS: dict[str, type] = {}
+for _name in sorted(dir(keras.optimizers)):
+    _cls = getattr(keras.optimizers, _name)
+    if (isinstance(_cls, type) and issubclass(_cls, keras.optimizers.Optimizer)
+            and _name not in _SKIP and _cls.__name__ == _name):
+        OPTIMIZERS[_name] = _make(_cls)
+
+#: name -> the hyperparameters that optimizer schedules per step
+HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    n: c.hyperparameter_names for n, c in OPTIMIZERS.items()}
+
+del _name, _cls
