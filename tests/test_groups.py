@@ -7,10 +7,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND
 
 import stepsched as ss
 import stepsched.optimizers as so
+from conftest import BACKEND
 
 SPE = 1 if BACKEND == "torch" else 4
 TOTAL, BATCH = 24, 4

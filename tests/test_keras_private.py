@@ -71,3 +71,76 @@ def test_weights_files_walk_into_a_metric_attached_to_the_optimizer(tmp_path):
     other.load_weights(path)
     assert other.optimizer.stepsched_plateau.multiplier_value == 0.125
     assert other.optimizer.stepsched_plateau.values == {"best": 3.0}
+
+
+def test_variable_index_maps_keras_and_backend_variables():
+    """``optimizer._get_variable_index``: stepsched's groups find a variable's group by it,
+    also for the ``tf.Variable`` TensorFlow's update step receives."""
+    model = _model(0.1)
+    model.optimizer.build(model.trainable_variables)
+    for i, v in enumerate(model.trainable_variables):
+        assert _keras.variable_index(model.optimizer, v) == i
+        if keras.backend.backend() == "tensorflow":
+            assert _keras.variable_index(model.optimizer, v.value) == i
+
+
+def test_current_learning_rate_is_the_rate_at_the_raw_step():
+    """``optimizer._get_current_learning_rate()``: stepsched's groups evaluate the base rate
+    once per step with it and override it while a group's weight decay runs."""
+    model = _model(ss.Linear(1.0, 0.0, 10))
+    model.optimizer.build(model.trainable_variables)
+    _keras.step_variable(model.optimizer).assign(4)
+    value = float(keras.ops.convert_to_numpy(_keras.current_learning_rate(model.optimizer)))
+    assert value == np.float32(0.6)
+
+
+def test_apply_calls_the_private_methods_stepsched_overrides():
+    """``apply`` runs ``_apply_weight_decay(variables)``, which reads the rate through
+    ``_get_current_learning_rate()``, then ``update_step`` per variable: a subclass
+    recording the calls sees that order (stepsched.optimizers relies on it)."""
+    calls = []
+
+    class Recording(keras.optimizers.SGD):
+        def _apply_weight_decay(self, variables):
+            calls.append(("decay", len(variables)))
+            return super()._apply_weight_decay(variables)
+
+        def _get_current_learning_rate(self):
+            calls.append(("rate",))
+            return super()._get_current_learning_rate()
+
+        def update_step(self, gradient, variable, learning_rate):
+            calls.append(("update",))
+            return super().update_step(gradient, variable, learning_rate)
+
+    assert set(_keras.OVERRIDDEN_PRIVATE_METHODS) <= set(vars(keras.optimizers.Optimizer)) | {
+        m for c in keras.optimizers.Optimizer.__mro__ for m in vars(c)}
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=Recording(0.1, weight_decay=0.01), loss="mse", run_eagerly=True)
+    x = np.ones((2, 2), "float32")
+    model.train_on_batch(x, x[:, :1])
+    assert calls[0] == ("decay", 2)
+    assert ("rate",) in calls[:3]
+    assert calls.count(("update",)) == 2
+    assert calls.index(("update",)) > calls.index(("decay", 2))
+
+
+def test_slots_are_created_through_add_variable_from_reference():
+    """stepsched finds each variable's optimizer slots (to keep a frozen group's moments) by
+    overriding the public ``add_variable_from_reference``; every built-in optimizer's
+    slots go through it, named after Keras's accumulators and averages otherwise."""
+    from stepsched.optimizers.core import _NOT_UPDATE_SLOTS
+
+    model = _model(0.1)
+    seen = []
+
+    class Recording(keras.optimizers.Adam):
+        def add_variable_from_reference(self, reference_variable, name=None,
+                                        initializer="zeros"):
+            seen.append(name)
+            return super().add_variable_from_reference(reference_variable, name, initializer)
+
+    opt = Recording(0.1, gradient_accumulation_steps=2, use_ema=True)
+    opt.build(model.trainable_variables)
+    assert set(seen) == {"momentum", "velocity", *_NOT_UPDATE_SLOTS}

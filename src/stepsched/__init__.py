@@ -10,8 +10,16 @@ from ._startup import prepare as _prepare
 
 _prepare()  # only in the stepsched command: backend and TF log level (see _startup)
 
-from . import callbacks, schedules
-from .durations import Duration, UnresolvedDurationError, epochs, fraction, steps
+from . import callbacks, optimizers, schedules
+from .durations import (
+    Duration,
+    UnresolvedDurationError,
+    epochs,
+    fraction,
+    samples,
+    steps,
+    tokens,
+)
 from .finder import LRFinderResult, find_lr
 from .plotting import plot_lr_finder, plot_reductions, plot_schedule, plot_schedules
 from .schedules import *  # noqa: F403  (the flat list of schedule names, see schedules.__all__)
@@ -21,9 +29,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     *schedules.__all__,
-    "Duration", "UnresolvedDurationError", "epochs", "fraction", "steps",
+    "Duration", "UnresolvedDurationError", "epochs", "fraction", "steps", "samples", "tokens",
     "find_lr", "LRFinderResult",
     "plot_schedule", "plot_schedules", "plot_lr_finder", "plot_reductions",
     "parse", "get_schedule", "SpecError",
-    "callbacks",
+    "callbacks", "optimizers",
 ]
