@@ -315,9 +315,12 @@ TABLE: dict[str, Case] = {
                               + _real("min_lr", rate=False) + [("min_lr", -1.0)]
                               + [("smoothing", 0.5), ("smoothing", NAN), ("smoothing", "0.5")]
                               + [("verbose", -1), ("verbose", "1")]),
-    "HyperparameterScheduler": Case({"name": "momentum", "schedule": LIN},
+    "HyperparameterScheduler": Case({"name": "momentum", "schedule": lambda step: 0.9},
                                     [("name", ""), ("name", "not an identifier"), ("name", 3),
-                                     ("name", None)] + _schedule("schedule")),
+                                     ("name", None), ("schedule", LIN), ("schedule", 0.9),
+                                     ("schedule", None), ("schedule", "0.1"),
+                                     ("schedule", lambda: 0.1),
+                                     ("schedule", lambda a, b, c: 0.1)]),
     "Scaled": Case({"schedule": LIN},
                    _schedule("schedule") + _real("multiplier") + [("multiplier", -1.0)]
                    + _real("min_lr", rate=False) + [("min_lr", -1.0)]
@@ -337,6 +340,8 @@ _PARTNERS = {
 
 NOT_CONSTRUCTORS = {
     "callbacks": "a module (its names are in stepsched.callbacks.__all__)",
+    "optimizers": "a module: its bad input is tested in tests/test_hyperparams.py and "
+                  "tests/test_groups.py",
     "Schedule": "abstract base class: subclasses write _formula",
     "Recipe": "abstract base class: subclasses write build()",
     "UnresolvedDurationError": "an exception type",

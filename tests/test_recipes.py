@@ -467,7 +467,7 @@ def test_one_cycle_momentum_is_applied_by_the_hyperparameter_callback():
     rec = WeightRecorder()
     x, y = probe_data(n)
     model.fit(x, y, batch_size=2, epochs=1, verbose=0,
-              callbacks=[ss.callbacks.HyperparameterScheduler("momentum", momentum), rec])
+              callbacks=[ss.callbacks.HyperparameterScheduler("momentum", momentum.at), rec])
     v = -rec.rates()  # w_{k+1} - w_k, the velocity
     applied = (v[1:] + lr.at(range(1, n))) / v[:-1]
     np.testing.assert_allclose(applied, momentum.at(range(1, n)), rtol=2e-4)
@@ -476,13 +476,13 @@ def test_one_cycle_momentum_is_applied_by_the_hyperparameter_callback():
 
 def test_hyperparameter_callback_refuses_where_it_would_be_ignored():
     x, y = probe_data(4)
-    cb = ss.callbacks.HyperparameterScheduler("beta_1", ss.OneCycleMomentum(4, pct_start=0.5))
+    cb = ss.callbacks.HyperparameterScheduler("beta_1", ss.OneCycleMomentum(4, pct_start=0.5).at)
     with pytest.raises(ValueError, match="beta_1"):  # SGD has no beta_1
         probe_model(0.1, run_eagerly=True).fit(x, y, batch_size=2, verbose=0, callbacks=[cb])
     with pytest.raises(ValueError, match="momentum=0"):
         probe_model(0.1, run_eagerly=True).fit(
             x, y, batch_size=2, verbose=0,
-            callbacks=[ss.callbacks.HyperparameterScheduler("momentum", 0.9)])
+            callbacks=[ss.callbacks.HyperparameterScheduler("momentum", lambda step: 0.9)])
     if keras.backend.backend() != "torch":
         model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
         model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
