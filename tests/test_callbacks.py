@@ -125,7 +125,7 @@ def test_second_fit_after_a_finished_plan_starts_a_new_phase(spe, jit_compile):
     # the first plan had ended: the default policy ("auto") starts the schedule again
     # over the second fit's own length; the step keeps counting.
     expected = np.concatenate([ss.Linear(0.2, 0.02, n1).at(range(n1)),
-                               ss.Linear(0.2, 0.02, n2).at(range(n1, n1 + n2))])
+                               ss.Linear(0.2, 0.02, n2).at(range(n2))])
     np.testing.assert_allclose(applied(model), expected, rtol=RTOL)
 
 

@@ -25,6 +25,29 @@ import numpy as np
 INT32_MAX = 2**31 - 1
 
 
+#: relative distance below a boundary within which a step counts as past it
+JOIN_TOLERANCE = 1e-9
+
+
+def past(boundaries) -> np.ndarray:
+    """Boundaries moved down by ``JOIN_TOLERANCE`` (relative, at least absolute).
+
+    Joins computed from sums of durations that are not whole numbers (0.3 of
+    a run, 3.2 + 6.4 steps) land a rounding error before or after the step
+    they stand for; for the joins a composition computes (sequence joins,
+    restart cycle starts) both evaluators count a step within this tolerance
+    of the join as past it, so the piece after a join begins at the join's
+    step whichever way the sum rounded, on every CPU and backend. Boundaries
+    given by the user (``Piecewise``, ``Interpolate``) are taken as given.
+    """
+    b = np.asarray(boundaries, np.float64)
+    return b - JOIN_TOLERANCE * np.maximum(np.abs(b), 1.0)
+
+
+def _float64(values) -> np.ndarray:
+    return np.asarray(values, np.float64)
+
+
 def _whole(c) -> bool:
     return isinstance(c, (int, float)) and not isinstance(c, bool) and float(c).is_integer() \
         and abs(c) <= INT32_MAX
@@ -60,9 +83,11 @@ class Host:
         return t
 
     @staticmethod
-    def bucket(boundaries, t):
-        """Number of boundaries <= t (index of the piece that contains t)."""
-        return np.searchsorted(np.asarray(boundaries, np.float64), t, side="right")
+    def bucket(boundaries, t, snap: bool = False):
+        """Number of boundaries <= t (index of the piece that contains t); ``snap``: computed
+        joins, see ``past``."""
+        edges = past(boundaries) if snap else np.asarray(boundaries, np.float64)
+        return np.searchsorted(edges, t, side="right")
 
     @staticmethod
     def gather(values, index):
@@ -216,18 +241,20 @@ def _split(values) -> tuple[np.ndarray, np.ndarray]:
 _TORCH_CONSTANTS: dict = {}
 
 
-def _torch_constant(array: np.ndarray, dtype: str, device):
-    """A torch tensor of ``array`` (a table a schedule keeps), made once per dtype and device."""
+def _torch_constant(array: np.ndarray, dtype: str, device, transform=None):
+    """A torch tensor of ``array`` (a table a schedule keeps) or of ``transform(array)``,
+    made once per dtype and device."""
     import torch
 
-    key = (id(array), dtype, str(device))
+    key = (id(array), dtype, str(device), transform)
     hit = _TORCH_CONSTANTS.get(key)
     if hit is not None and hit[0]() is array:
         return hit[1]
     if len(_TORCH_CONSTANTS) > 4096:  # forget tables of schedules that are gone
         for k in [k for k, (ref, _) in _TORCH_CONSTANTS.items() if ref() is None]:
             del _TORCH_CONSTANTS[k]
-    tensor = torch.as_tensor(np.asarray(array, dtype=dtype), device=device)
+    values = array if transform is None else transform(array)
+    tensor = torch.as_tensor(np.asarray(values, dtype=dtype), device=device)
     _TORCH_CONSTANTS[key] = (weakref.ref(array), tensor)
     return tensor
 
@@ -422,10 +449,11 @@ class Graph:
     def power(self, x, y):
         return self.ops.power(self._t(x), self._t(y))
 
-    def bucket(self, boundaries, t):
+    def bucket(self, boundaries, t, snap: bool = False):
+        moved = past if snap else _float64
         if isinstance(t, ExactStep) and t.f is None:
             # for an integer n: b <= n  <=>  ceil(b) <= n
-            edges = np.ceil(np.asarray(boundaries, np.float64))
+            edges = np.ceil(moved(boundaries))
             edges = edges[edges <= INT32_MAX]  # never reached by an int32 step
             if edges.size == 0:
                 return self.ops.zeros_like(t.n)
@@ -435,11 +463,16 @@ class Graph:
             # n + f against every boundary bi + bf: the sign of (bi - n) + (bf - f) is exact
             # where it matters (bi near n), so the count is exact at any distance
             ops = self.ops
-            whole, frac = _split(boundaries)
+            whole, frac = _split(moved(boundaries))
             gap = ops.cast(ops.convert_to_tensor(whole)[None, :] - t.n[:, None], "float32")
             gap = gap + (ops.convert_to_tensor(frac)[None, :] - t.f[:, None])
             return ops.sum(ops.cast(gap <= 0.0, "int32"), axis=1)
-        return self.ops.searchsorted(self.const(boundaries), t, side="right")
+        if self.backend == "torch" and isinstance(boundaries, np.ndarray):
+            edges = _torch_constant(boundaries, self.dtype, self.ops.device,
+                                    past if snap else None)
+        else:
+            edges = self.const(moved(boundaries))
+        return self.ops.searchsorted(edges, t, side="right")
 
     def gather(self, values, index):
         return self.ops.take(self.const(values), index, axis=0)

@@ -155,7 +155,7 @@ class Sequence(Schedule):
         if len(branches) == 1:
             return branches[0](t)
         joins = self.cached("joins", lambda: np.asarray(starts[1:], np.float64))
-        return xp.piecewise(t, xp.bucket(joins, t), branches)
+        return xp.piecewise(t, xp.bucket(joins, t, snap=True), branches)
 
     def __repr__(self) -> str:
         if self.arg("relative"):
@@ -278,7 +278,7 @@ class Restarts(Schedule):
                 later, stretch, scale = self.cached(("columns", horizon), lambda: (
                     table[1:], np.power(m, np.arange(len(table), dtype=np.float64)),
                     np.power(decay, np.arange(len(table), dtype=np.float64))))
-                index = xp.bucket(later, t)
+                index = xp.bucket(later, t, snap=True)
                 local = xp.float(xp.offset(t, table, index)) / xp.gather(stretch, index)
                 value = piece._eval(local, xp)
                 if decay != 1.0:
