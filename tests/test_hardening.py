@@ -135,7 +135,13 @@ TABLE: dict[str, Case] = {
     # durations
     # (a duration's error names its unit, as the user wrote it: "epochs must be > 0")
     "Duration": Case({"unit": "steps", "value": 3},
-                     _choice("unit") + _positive("value", rate=False), aliases=("steps",)),
+                     _choice("unit") + _positive("value", rate=False)
+                     + [("per", 2.0), ("per", NAN)],  # tokens_per_sample: tokens(...) only
+                     aliases=("steps",)),
+    "samples": Case({"n": 100}, _positive("n", rate=False), aliases=("samples",)),
+    "tokens": Case({"n": 1000, "tokens_per_sample": 10},
+                   _positive("n", rate=False) + _positive("tokens_per_sample", rate=False),
+                   aliases=("tokens",)),
     "steps": Case({"n": 3}, _positive("n", rate=False), aliases=("steps",)),
     "epochs": Case({"n": 2}, _positive("n", rate=False), aliases=("epochs",)),
     "fraction": Case({"p": 0.5}, _positive("p", rate=False) + [("p", 1.5)],
@@ -149,9 +155,9 @@ TABLE: dict[str, Case] = {
                    + _positive("exponent", rate=False)),
     "Exponential": Case({"start": 1.0, "rate": 0.9},
                         _real("start") + _positive("rate", rate=False) + _duration("every")
-                        + _boolean("staircase") + _real("end", none_ok=True)
+                        + _boolean("staircase") + _real("limit", none_ok=True)
                         + _duration("duration", none_ok=True)
-                        + [("rate", 1.5), ("end", 2.0)]),
+                        + [("rate", 1.5), ("limit", 2.0)]),
     "Polynomial": Case({"start": 1.0, "end": 0.0, "duration": 10},
                        _real("start") + _real("end") + _duration("duration")
                        + _positive("power", rate=False)),
@@ -177,7 +183,7 @@ TABLE: dict[str, Case] = {
                    build=lambda **kw: ss.Warmup(**kw) >> ss.Constant(0.5)),
     "Restarts": Case({"piece": LIN}, _schedule("piece") + [("piece", CONST)]
                      + _positive("period_mult", rate=False) + [("period_mult", 0.5)]
-                     + _real("decay", rate=False) + [("decay", -0.5)]
+                     + _real("scale", rate=False) + [("scale", -0.5)]
                      + _integer("limit", none_ok=True)),
     "Affine": Case({"schedule": LIN}, _schedule("schedule") + _real("scale") + _real("offset")),
     "Clip": Case({"schedule": LIN, "min": 0.1, "max": 0.9},
@@ -325,6 +331,26 @@ TABLE: dict[str, Case] = {
                    _schedule("schedule") + _real("multiplier") + [("multiplier", -1.0)]
                    + _real("min_lr", rate=False) + [("min_lr", -1.0)]
                    + [("state", [1, 2]), ("state", {"best": "x"}), ("state", "best")]),
+    "Cooldown": Case({"schedule": LIN, "duration": 10, "start_step": 4},
+                     _schedule("schedule") + _duration("duration") + _choice("shape")
+                     + _real("end") + [("start_step", 1.5), ("start_step", "3"),
+                                       ("start_step", True), ("start_step", -1),
+                                       ("start_step", 2**31), ("start_step", HUGE_INT)]),
+    "BatchScaled": Case({"schedule": LIN, "base_batch_size": 256, "batch_size": 512},
+                        _schedule("schedule") + _integer("base_batch_size") + _choice("rule")
+                        + _integer("batch_size", none_ok=True)),
+    "CooldownOnDemand": Case(
+        {"duration": 10},
+        _duration("duration") + [("duration", ss.fraction(0.5))] + _choice("shape")
+        + _real("end") + [(a, v) for a in ("at_step", "budget_steps", "budget_samples")
+                          for v in (1.5, "3", True, -1, HUGE_INT)]
+        + _positive("budget_seconds", rate=False, none_ok=True)
+        + [("monitor", ""), ("monitor", 3), ("patience", -1), ("patience", 1.5),
+           ("min_delta", -1.0), ("min_delta", NAN)] + _choice("mode")
+        + [("every", 0), ("every", 1.5), ("every", 4),  # every without monitor
+           ("file", 3), ("file", ""), ("signal", 10**6), ("signal", "SIGUSR1"),
+           ("signal", True), ("signal", 9), ("batch_size", 0), ("batch_size", 2.5)]
+        + _boolean("stop") + [("verbose", -1), ("verbose", "1")]),
 }
 
 # Combinations that only make sense together (the table entry's extra value needs a partner).
@@ -468,7 +494,7 @@ EXTREME = {
         lambda: ss.InversePower(1.0, 1e-30, power=1e30),
     "Linear(-3e38 -> 3e38)": lambda: ss.Linear(-3e38, 3e38, 10),
     "Exponential(rate=2, duration=1000)": lambda: ss.Exponential(1.0, 2.0, duration=1000),
-    "Restarts(decay=2)": lambda: ss.Restarts(ss.Linear(1.0, 0.5, 1), decay=2.0),
+    "Restarts(scale=2)": lambda: ss.Restarts(ss.Linear(1.0, 0.5, 1), scale=2.0),
 }
 EXTREME_BUGS: dict[str, str] = {}  # name -> open defect (strict xfail); none at present
 
@@ -714,7 +740,7 @@ def _catalogue() -> dict[str, Schedule]:
             out[name] = _build(name, **case.valid)
     out.update({
         "Restarts(m=1)": ss.Restarts(ss.Cosine(1.0, 0.1, 7)),
-        "Restarts(m=2, decay)": ss.Restarts(ss.Linear(1.0, 0.0, 5), period_mult=2.0, decay=0.9),
+        "Restarts(m=2, scale)": ss.Restarts(ss.Linear(1.0, 0.0, 5), period_mult=2.0, scale=0.9),
         "Restarts(m=1.1, limit)": ss.Restarts(ss.Cosine(1.0, 0.0, 3), period_mult=1.1, limit=6),
         "Restarts(m=1.0001)": ss.Restarts(ss.Linear(1.0, 0.0, 3), period_mult=1.0001),
         "Cyclic(triangular2)": ss.Cyclic(0.1, 1.0, 3, down=4, mode="triangular2"),

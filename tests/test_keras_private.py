@@ -144,3 +144,29 @@ def test_slots_are_created_through_add_variable_from_reference():
     opt = Recording(0.1, gradient_accumulation_steps=2, use_ema=True)
     opt.build(model.trainable_variables)
     assert set(seen) == {"momentum", "velocity", *_NOT_UPDATE_SLOTS}
+
+
+def test_fit_batch_size_is_read_from_the_epoch_iterator_of_fit():
+    """``fit()``'s local ``epoch_iterator.data_adapter.batch_size`` (no public way: callback
+    params hold no batch size): arrays, a tf.data dataset with a static batch size, one
+    with an unknown batch dimension and a generator (both None)."""
+    import tensorflow as tf
+
+    model = _model(0.1)
+    seen = []
+    probe = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: seen.append(_keras.fit_batch_size(model)),
+        on_epoch_begin=lambda epoch, logs: seen.append(_keras.fit_batch_size(model)))
+    x, y = np.zeros((12, 2), "float32"), np.zeros((12, 1), "float32")
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[probe])
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    model.fit(data.batch(6, drop_remainder=True), epochs=1, verbose=0, callbacks=[probe])
+    model.fit(data.batch(6), epochs=1, verbose=0, callbacks=[probe])  # batch dim unknown
+
+    def batches():
+        while True:
+            yield x[:3], y[:3]
+
+    model.fit(batches(), steps_per_epoch=2, epochs=1, verbose=0, callbacks=[probe])
+    assert seen == [4, 4, 6, 6, None, None, None, None]
+    assert _keras.fit_batch_size(model) is None  # outside fit()

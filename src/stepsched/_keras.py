@@ -64,3 +64,35 @@ def current_learning_rate(optimizer):
 #: ``_apply_weight_decay(variables)`` (which reads the rate through
 #: ``_get_current_learning_rate()``) and then ``update_step`` for each variable
 OVERRIDDEN_PRIVATE_METHODS = ("_apply_weight_decay", "_get_current_learning_rate")
+
+
+def fit_batch_size(model) -> int | None:
+    """The global batch size of the ``fit()`` of ``model`` that is running now, or None.
+
+    Keras's callback ``params`` hold no batch size. ``fit()`` keeps its data in
+    a local ``epoch_iterator`` whose ``data_adapter.batch_size`` is the size of
+    each batch it produces (the global batch: under ``tf.distribute`` and
+    ``keras.distribution`` Keras splits it across replicas afterwards); it is
+    read from the ``fit`` frame on the stack. None for a generator or a dataset
+    whose batch size is unknown.
+    """
+    import inspect
+
+    frame = inspect.currentframe()
+    try:
+        for _ in range(32):
+            frame = frame.f_back if frame is not None else None
+            if frame is None:
+                return None
+            if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model:
+                iterator = frame.f_locals.get("epoch_iterator")
+                adapter = getattr(iterator, "data_adapter", None)
+                size = getattr(adapter, "batch_size", None) if adapter is not None else None
+                try:
+                    size = None if size is None else int(size)
+                except (TypeError, ValueError):
+                    return None
+                return size if size and size > 0 else None
+    finally:
+        del frame
+    return None

@@ -14,7 +14,8 @@ import keras
 
 from . import _validate
 
-__all__ = ["Duration", "epochs", "fraction", "steps", "UnresolvedDurationError"]
+__all__ = ["Duration", "epochs", "fraction", "steps", "samples", "tokens",
+           "UnresolvedDurationError"]
 
 
 class UnresolvedDurationError(ValueError):
@@ -29,21 +30,38 @@ _HOW = ("Either add any stepsched callback to fit() (e.g. "
 
 @keras.saving.register_keras_serializable(package="stepsched")
 class Duration:
-    """A symbolic duration; ``unit`` is ``"steps"``, ``"epochs"`` or ``"fraction"``."""
+    """A symbolic duration; ``unit`` is ``"steps"``, ``"epochs"``, ``"fraction"``,
+    ``"samples"`` or ``"tokens"`` (with ``per``, the tokens per sample)."""
 
-    UNITS = ("steps", "epochs", "fraction")
+    UNITS = ("steps", "epochs", "fraction", "samples", "tokens")
+    #: units resolved from the batch size of fit() (see stepsched.units)
+    BATCH_UNITS = ("samples", "tokens")
 
-    def __init__(self, unit: str, value: float):
+    def __init__(self, unit: str, value: float, per: float | None = None):
         self.unit = _validate.choice("unit", unit, self.UNITS)
         self.value = _validate.number(unit, value, positive=True)
         if unit == "fraction" and self.value > 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {value!r}")
+        if unit == "tokens":
+            self.per = _validate.number("tokens_per_sample", per, positive=True)
+        elif per is not None:
+            raise ValueError(f"tokens_per_sample applies to tokens(...) only, got {per!r}")
+        else:
+            self.per = None
 
     def to_steps(self, steps_per_epoch: float | None = None,
-                 total_steps: float | None = None) -> float:
-        """The number of steps this duration stands for."""
+                 total_steps: float | None = None, *, batch_size: float | None = None) -> float:
+        """The number of steps this duration stands for (``batch_size``: samples per step)."""
         if self.unit == "steps":
             return self.value
+        if self.unit in self.BATCH_UNITS:
+            if batch_size is None:
+                raise UnresolvedDurationError(
+                    f"{self!r} needs the batch size. Any stepsched callback reads it from "
+                    "fit() (or pass batch_size=N to stepsched.callbacks.Plan); by hand: "
+                    "stepsched.units.resolve_batch(schedule, batch_size)")
+            samples = self.value if self.unit == "samples" else self.value / self.per
+            return samples / batch_size
         if self.unit == "epochs":
             if steps_per_epoch is None:
                 raise UnresolvedDurationError(f"{self!r} needs steps_per_epoch. {_HOW}")
@@ -53,6 +71,8 @@ class Duration:
         return self.value * total_steps
 
     def get_config(self) -> dict:
+        if self.per is not None:
+            return {"unit": self.unit, "value": self.value, "per": self.per}
         return {"unit": self.unit, "value": self.value}
 
     @classmethod
@@ -60,13 +80,17 @@ class Duration:
         return cls(**config)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Duration) and (self.unit, self.value) == (other.unit, other.value)
+        return isinstance(other, Duration) and (self.unit, self.value, self.per) == (
+            other.unit, other.value, other.per)
 
     def __hash__(self) -> int:
-        return hash((self.unit, self.value))
+        return hash((self.unit, self.value, self.per))
 
     def __repr__(self) -> str:
         value = int(self.value) if self.value.is_integer() else self.value
+        if self.per is not None:
+            per = int(self.per) if self.per.is_integer() else self.per
+            return f"{self.unit}({value}, tokens_per_sample={per})"
         return f"{self.unit}({value})"
 
 
@@ -83,6 +107,19 @@ def epochs(n: float) -> Duration:
 def fraction(p: float) -> Duration:
     """A fraction ``p`` in (0, 1] of the whole training run, resolved from ``total_steps``."""
     return Duration("fraction", p)
+
+
+def samples(n: float) -> Duration:
+    """``n`` training samples, resolved from the batch size of ``fit()`` (the global batch:
+    all replicas together): ``n / batch_size`` steps."""
+    return Duration("samples", n)
+
+
+def tokens(n: float, tokens_per_sample: float) -> Duration:
+    """``n`` tokens at ``tokens_per_sample`` tokens per sample (e.g. the sequence length),
+    resolved from the batch size of ``fit()``: ``n / (tokens_per_sample * batch_size)``
+    steps."""
+    return Duration("tokens", n, per=tokens_per_sample)
 
 
 def optional_duration_arg(name: str, value):

@@ -107,6 +107,9 @@ def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
     """
     optimizer = inner_optimizer(model.optimizer)
     rate = _keras.rate_of(optimizer)
+    from ..schedules.batch import resolve_for_fit  # samples, tokens, BatchScaled
+
+    rate = resolve_for_fit(model, optimizer, rate)
     context = fit_context(params)
     step = 0
     previous = _unwrapped(rate)

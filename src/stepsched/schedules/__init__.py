@@ -1,7 +1,9 @@
 """Schedules: the base class, primitives, composition and Keras counterparts."""
 
 from .base import Recipe, Schedule
+from .batch import BatchScaled
 from .compose import Affine, Clip, PerUpdate, Restarts, Sequence, Warmup
+from .cooldown import Cooldown
 from .extra import InversePower, KDecay, Rex, SqrtDecay, TanhDecay
 from .keras_compat import (
     CosineDecay,
@@ -31,4 +33,5 @@ __all__ = [
     "CosineDecay", "CosineDecayRestarts",
     "OneCycle", "OneCycleMomentum", "Cyclic", "WarmupCosine", "WarmupStableDecay", "InverseSqrt",
     "Noam", "InversePower", "SqrtDecay", "KDecay", "TanhDecay", "Rex",
+    "Cooldown", "BatchScaled",
 ]

@@ -1,0 +1,314 @@
+"""Cooldown on demand: the start is decided during training, exact by the weight probe.
+
+The probe is the one-hot model of tests/test_exactness.py: ``-w[k]`` is the
+rate applied at step ``k`` (summed over epochs when rows repeat).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import keras
+import numpy as np
+import pytest
+
+import stepsched as ss
+from stepsched.schedules.cooldown import Cooldown
+from tests.conftest import BACKEND, graph_values
+from tests.test_exactness import RTOL, applied, onehot_data, onehot_model
+
+needs_spe = pytest.mark.skipif(BACKEND == "torch", reason="torch has no steps_per_execution > 1")
+
+BASE = ss.Warmup(4, start=0.1) >> ss.Constant(1.0)
+SHAPES = {"linear": ss.Linear, "cosine": ss.Cosine, "1-sqrt": ss.SqrtDecay}
+
+
+def fit(model, n, epochs=1, callbacks=(), **kwargs):
+    x, y = onehot_data(n)
+    return model.fit(x, y, batch_size=1, epochs=epochs, shuffle=False, verbose=0,
+                     callbacks=list(callbacks), **kwargs)
+
+
+class AtStep(keras.callbacks.Callback):
+    """Calls ``action()`` at the first batch end where the optimizer step is >= ``step``."""
+
+    def __init__(self, step, action):
+        super().__init__()
+        self.step, self.action, self.done = step, action, False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.done and int(keras.ops.convert_to_numpy(
+                self.model.optimizer.iterations)) >= self.step:
+            self.done = True
+            self.action()
+
+
+# --------------------------------------------------------------------- the schedule
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_formula_is_the_primitive_from_the_value_at_the_start(shape):
+    c = Cooldown(BASE, 10, shape, end=0.05, start_step=2)  # started during the warmup
+    t = np.arange(30)
+    v0 = float(BASE.at(2))
+    expected = np.where(t < 2, BASE.at(t), SHAPES[shape](v0, 0.05, 10).at(np.maximum(t - 2, 0)))
+    np.testing.assert_allclose(c.at(t), expected, rtol=1e-6)
+    assert Cooldown(BASE, 10, shape).at(1000) == BASE.at(1000)  # not started: the schedule
+
+
+FAR = 2**24 + 2**22 + 3
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("start", [None, 9, FAR])
+def test_in_graph_matches_numpy_also_past_2_24(shape, start):
+    far_base = ss.Constant(0.25, 2**24 + 17.5) >> ss.Warmup(10) >> ss.Constant(1.0)
+    c = Cooldown(far_base, 1000, shape, end=0.01, start_step=start)
+    s = FAR if start is None else start
+    steps = [0, 1, 8, 9, 10, 2**24 + 17, 2**24 + 18, 2**24 + 30] + [
+        s + d for d in (-2, -1, 0, 1, 2, 7, 500, 999, 1000, 1001, 2**20)]
+    expected = c.at(steps)
+    for scalar in (False, True):
+        np.testing.assert_allclose(graph_values(c, steps, scalar=scalar), expected, rtol=2e-6,
+                                   atol=1e-7)
+
+
+def test_start_is_read_live_by_the_same_function():
+    """The start is a variable: on TF and torch one traced function sees it change."""
+    c = Cooldown(ss.Constant(1.0), 4, "linear")
+    if BACKEND == "jax":
+        pytest.skip("on JAX a non-optimizer variable is a trace-time constant (retraced)")
+    fn = c
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(c)
+    assert float(fn(np.int64(6) if BACKEND == "tensorflow" else keras.ops.convert_to_tensor(6))) == 1.0
+    c.state.set_start(4)
+    step = np.int64(6) if BACKEND == "tensorflow" else keras.ops.convert_to_tensor(6)
+    assert float(fn(step)) == pytest.approx(0.5)
+
+
+def test_serialization_round_trip_keeps_the_start():
+    c = Cooldown(ss.Warmup(ss.epochs(1)) >> ss.Constant(0.3), 7, "cosine", end=0.01,
+                 start_step=12)
+    back = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(c))
+    assert isinstance(back, Cooldown) and back.start_step == 12
+    assert back.state is not c.state
+    r1, r2 = c.resolve(steps_per_epoch=5), back.resolve(steps_per_epoch=5)
+    np.testing.assert_array_equal(r1.at(range(40)), r2.at(range(40)))
+    assert r1.state is c.state  # a resolved copy shares the start
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"schedule": "x", "duration": 3}, "schedule"), ({"schedule": 1.0, "duration": 0}, "duration"),
+    ({"schedule": 1.0, "duration": 3, "shape": "exp"}, "shape"),
+    ({"schedule": 1.0, "duration": 3, "start_step": -1}, "start_step"),
+    ({"schedule": 1.0, "duration": 3, "start_step": 2**31}, "start_step"),
+    ({"schedule": 1.0, "duration": 3, "end": float("nan")}, "end"),
+])
+def test_bad_schedule_arguments(kwargs, name):
+    with pytest.raises((TypeError, ValueError), match=name):
+        Cooldown(**kwargs)
+
+
+# --------------------------------------------------------------------- in training
+def expected_rates(base, duration, shape, end, start, n):
+    return Cooldown(base, duration, shape, end, start_step=start).at(range(n))
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("spe", [1, pytest.param(8, marks=needs_spe)])
+def test_a_call_takes_effect_at_the_next_step(shape, spe):
+    n = 40
+    model = onehot_model(BASE, n, steps_per_execution=spe)
+    cb = ss.callbacks.CooldownOnDemand(duration=12, shape=shape, end=0.02, stop=False)
+    fit(model, n, callbacks=[cb, AtStep(10, cb.start_cooldown)])
+    start = 10 if spe == 1 else 16  # the first hook at or after step 10 ends a chunk at 16
+    assert cb.start_step == start
+    np.testing.assert_allclose(applied(model), expected_rates(BASE, 12, shape, 0.02, start, n),
+                               rtol=RTOL)
+    assert BASE.at(39) == 1.0 and isinstance(BASE, ss.Sequence)  # the schedule is unchanged
+
+
+@pytest.mark.parametrize("spe", [1, pytest.param(8, marks=needs_spe)])
+def test_step_budget_is_exact_at_any_steps_per_execution_and_stops(spe):
+    n = 64
+    model = onehot_model(BASE, n, steps_per_execution=spe)
+    cb = ss.callbacks.CooldownOnDemand(duration=10, budget_steps=37, shape="linear")
+    fit(model, n, callbacks=[cb])
+    assert cb.start_step == 27
+    rates = applied(model)
+    done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    assert done == (37 if spe == 1 else 40)  # stopped at the end of the chunk reaching 37
+    expected = expected_rates(BASE, 10, "linear", 0.0, 27, n)
+    expected[done:] = 0.0
+    np.testing.assert_allclose(rates, expected, rtol=RTOL, atol=0)
+
+
+def test_sample_budget_reads_the_batch_size_of_fit():
+    n = 48
+    x, y = onehot_data(n)
+    x, y = np.repeat(x, 2, axis=0), np.repeat(y, 2, axis=0)  # batch of 2 repeats a row
+    model = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=ss.samples(20), budget_samples=80,
+                                       shape="cosine", stop=False)
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=[cb])
+    assert cb.cooldown.arg("duration") == 10 and cb.start_step == 30
+    # loss = mean output over the batch: each step's rate lands on one row, twice halved
+    np.testing.assert_allclose(applied(model), expected_rates(BASE, 10, "cosine", 0.0, 30, n),
+                               rtol=RTOL)
+
+
+def test_file_signal_wall_clock_and_plateau_triggers(tmp_path):
+    n = 24
+    path = tmp_path / "cooldown-now"
+    # a file: created after step 7's hook, seen at the same hook by the callback after it
+    model = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=6, file=path, stop=False)
+    fit(model, n, callbacks=[AtStep(7, path.touch), cb])
+    assert cb.start_step == 7
+    np.testing.assert_allclose(applied(model), expected_rates(BASE, 6, "1-sqrt", 0.0, 7, n),
+                               rtol=RTOL)
+    # a signal sent to the running job
+    model = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=6, signal=signal.SIGUSR1, stop=False)
+    before = signal.getsignal(signal.SIGUSR1)
+    fit(model, n, callbacks=[AtStep(5, lambda: os.kill(os.getpid(), signal.SIGUSR1)), cb])
+    assert cb.start_step == 5 and signal.getsignal(signal.SIGUSR1) is before
+    np.testing.assert_allclose(applied(model), expected_rates(BASE, 6, "1-sqrt", 0.0, 5, n),
+                               rtol=RTOL)
+    # a wall-clock budget already spent: the cooldown starts after the first step
+    model = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=6, budget_seconds=1e-9, stop=False)
+    fit(model, n, callbacks=[cb])
+    assert cb.start_step == 1
+    # a generous one: never
+    model = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=6, budget_seconds=3600.0)
+    fit(model, n, callbacks=[cb])
+    assert cb.start_step is None
+    # a plateau at epoch ends: the loss falls, so in mode="max" the second epoch does not
+    # improve, and with patience=0 the cooldown starts at the next step (16)
+    model = onehot_model(BASE, 8)
+    cb = ss.callbacks.CooldownOnDemand(duration=8, monitor="loss", mode="max", patience=0,
+                                       stop=False)
+    fit(model, 8, epochs=4, callbacks=[cb])
+    assert cb.start_step == 16
+    folded = expected_rates(BASE, 8, "1-sqrt", 0.0, 16, 32).astype(np.float64)
+    np.testing.assert_allclose(applied(model), folded.reshape(4, 8).sum(0), rtol=RTOL)
+
+
+def test_kill_and_resume_during_the_cooldown_matches_an_uninterrupted_run(tmp_path):
+    """Train, trigger at step 12, BackupAndRestore after each epoch, die at the end of
+    epoch 3 (mid-cooldown), resume in a fresh model: every applied rate as uninterrupted."""
+    n, epochs = 8, 6
+    lr = ss.Warmup(ss.epochs(1)) >> ss.Constant(0.5)
+
+    def run(callbacks, trigger=True):
+        model = onehot_model(lr, n)
+        cb = ss.callbacks.CooldownOnDemand(duration=20, shape="cosine", end=0.01, stop=False)
+        extra = [AtStep(12, cb.start_cooldown)] if trigger else []
+        try:
+            fit(model, n, epochs=epochs, callbacks=[*callbacks, cb, *extra])
+        except RuntimeError:
+            pass
+        return model, cb
+
+    whole, cb_whole = run([])
+    assert cb_whole.start_step == 12
+    expected = expected_rates(lr.resolve(steps_per_epoch=n), 20, "cosine", 0.01, 12, n * epochs)
+    np.testing.assert_allclose(applied(whole), expected.astype(np.float64).reshape(-1, n).sum(0),
+                               rtol=RTOL)
+
+    class Die(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("killed")
+
+    backup = str(tmp_path / "backup")
+    run([keras.callbacks.BackupAndRestore(backup), Die()])
+    resumed, cb = run([keras.callbacks.BackupAndRestore(backup)], trigger=False)
+    assert cb.start_step == 12  # from the backup, not from a trigger
+    assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == n * epochs
+    np.testing.assert_allclose(applied(resumed), applied(whole), rtol=RTOL)
+
+
+def test_save_and_load_model_mid_cooldown(tmp_path):
+    n = 8
+    whole = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=12, shape="linear", stop=False)
+    fit(whole, n, epochs=4, callbacks=[cb, AtStep(10, cb.start_cooldown)])
+
+    model = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=12, shape="linear", stop=False)
+    fit(model, n, epochs=2, callbacks=[cb, AtStep(10, cb.start_cooldown)])
+    model.save(tmp_path / "m.keras")
+    weights = tmp_path / "m.weights.h5"
+    model.save_weights(weights)
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.optimizer._learning_rate.start_step == 10
+    cb = ss.callbacks.CooldownOnDemand(duration=12, shape="linear", stop=False)
+    fit(loaded, n, epochs=4, initial_epoch=2, callbacks=[cb])
+    np.testing.assert_allclose(applied(loaded), applied(whole), rtol=RTOL)
+    # the weights file holds the start too: a fresh model with the callback picks it up
+    fresh = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=12, shape="linear", stop=False)
+    cb.set_model(fresh)
+    fresh.optimizer.build(fresh.trainable_variables)
+    fresh.load_weights(weights)
+    assert cb.start_step == 10
+    fit(fresh, n, epochs=4, initial_epoch=2, callbacks=[cb])
+    np.testing.assert_allclose(applied(fresh), applied(whole), rtol=RTOL)
+
+
+def test_weights_of_a_cooldown_run_load_into_a_plain_model_and_back(tmp_path):
+    n = 8
+    model = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=5, at_step=3, stop=False)
+    fit(model, n, callbacks=[cb])
+    model.save_weights(tmp_path / "a.weights.h5")
+    plain = onehot_model(BASE, n)
+    plain.optimizer.build(plain.trainable_variables)
+    plain.load_weights(tmp_path / "a.weights.h5")
+    assert int(keras.ops.convert_to_numpy(plain.optimizer.iterations)) == n
+    np.testing.assert_array_equal(applied(plain), applied(model))
+    plain.save_weights(tmp_path / "b.weights.h5")
+    again = onehot_model(BASE, n)
+    cb = ss.callbacks.CooldownOnDemand(duration=5, stop=False)
+    cb.set_model(again)
+    again.optimizer.build(again.trainable_variables)
+    again.load_weights(tmp_path / "b.weights.h5")  # no start in the file: none decided
+    assert cb.start_step is None
+    assert int(keras.ops.convert_to_numpy(again.optimizer.iterations)) == n
+
+
+def test_with_plateau_reduction_the_cooldown_sits_inside_the_multiplier():
+    n = 16
+    model = onehot_model(BASE, n)
+    cd = ss.callbacks.CooldownOnDemand(duration=6, at_step=5, shape="linear", stop=False)
+    plateau = ss.callbacks.ReduceLROnPlateau(monitor="loss", every=4, mode="max", patience=0,
+                                             factor=0.5)
+    fit(model, n, callbacks=[cd, plateau])
+    rate = model.optimizer._learning_rate
+    assert isinstance(rate, ss.callbacks.Scaled) and isinstance(rate.arg("schedule"), Cooldown)
+    assert plateau.reductions  # the loss falls: mode="max" reduces
+    expected = expected_rates(BASE, 6, "linear", 0.0, 5, n).astype(np.float64)
+    for step, m in [(0, 1.0), *plateau.reductions]:
+        expected[step:] = expected_rates(BASE, 6, "linear", 0.0, 5, n)[step:] * np.float32(m)
+    np.testing.assert_allclose(applied(model), expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"duration": ss.fraction(0.2)}, "duration"), ({"duration": 5, "every": 3}, "every"),
+    ({"duration": 5, "signal": signal.SIGKILL}, "signal"),
+    ({"duration": 5, "signal": 10**6}, "signal"), ({"duration": 5, "file": 3}, "file"),
+])
+def test_bad_callback_arguments(kwargs, name):
+    with pytest.raises((TypeError, ValueError), match=name):
+        ss.callbacks.CooldownOnDemand(**kwargs)
+
+
+def test_a_keras_schedule_or_a_float_is_refused():
+    model = onehot_model(0.1, 4)
+    with pytest.raises(TypeError, match="stepsched schedule"):
+        ss.callbacks.CooldownOnDemand(duration=3).set_model(model)
