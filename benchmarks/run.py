@@ -5,8 +5,10 @@ Usage (from the repository root; ``bash dev bench`` runs this):
     python benchmarks/run.py [--quick] [--backends tensorflow,jax,torch] [--skip-host]
                              [--out PATH] [--write-readme]
 
-Each backend's training benchmark runs in its own subprocess with
-``KERAS_BACKEND`` set (``train_bench.py``); host evaluation against optax and
+Each backend's per-evaluation benchmark (``eval_bench.py``: one schedule
+evaluation beside Keras's, µs, graph operations, host syncs) and training
+benchmark (``train_bench.py``) run in their own subprocesses with
+``KERAS_BACKEND`` set; host evaluation against optax and
 torch runs in one more (``host_bench.py``). The parent collects their JSON,
 adds machine information, writes ``benchmarks/results/<backend-or-all>.json``
 (``-quick`` appended for ``--quick``), prints Markdown tables with PASS/MISS
@@ -144,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--backends must be among {', '.join(BACKENDS)}, got {args.backends!r}")
 
     t0 = time.time()
-    results = {"quick": args.quick, "machine": machine_info(), "backends": {}, "host": None}
+    results = {"quick": args.quick, "machine": machine_info(), "eval": {}, "backends": {},
+               "host": None}
+    for backend in backends:
+        print(f"== per-evaluation cost, KERAS_BACKEND={backend}", file=sys.stderr, flush=True)
+        results["eval"][backend] = run_worker("eval_bench.py", backend, args.quick)
     for backend in backends:
         print(f"== training benchmarks, KERAS_BACKEND={backend}", file=sys.stderr, flush=True)
         results["backends"][backend] = run_worker("train_bench.py", backend, args.quick)
@@ -167,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         write_readme(markdown)
         print("updated README.md", file=sys.stderr)
     failed = [k for k, v in results["backends"].items() if "error" in v]
+    failed += [f"eval {k}" for k, v in results["eval"].items() if "error" in v]
     if results["host"] and "error" in results["host"]:
         failed.append("host")
     if failed:

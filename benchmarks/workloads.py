@@ -72,7 +72,7 @@ def sequence_with_restarts(h: float):
     return ss.Sequence([
         ss.Warmup(h / 20),
         ss.Constant(PEAK, duration=d),
-        ss.Restarts(ss.Cosine(PEAK, PEAK / 100, d), period_mult=2.0, decay=0.7, limit=3),
+        ss.Restarts(ss.Cosine(PEAK, PEAK / 100, d), period_mult=2.0, scale=0.7, limit=3),
         ss.Linear(PEAK / 2, PEAK / 10, d),
         ss.Exponential(PEAK / 10, 0.5, every=d),
     ])
@@ -228,3 +228,172 @@ def rate_error(variant: Variant, n_steps: int, steps_per_execution: int) -> dict
     if np.ndim(applied):  # per-step error, relative to the largest intended rate
         out["max_step_error"] = float(np.max(np.abs(applied - intended)) / np.max(np.abs(intended)))
     return out
+
+
+# ----------------------------------------------------------------- callbacks
+def seed_schedule(warmup=None):
+    """The README's classic schedule; ``warmup`` defaults to ``ss.epochs(2)`` (resolved at fit)."""
+    return ss.Warmup(ss.epochs(2) if warmup is None else warmup) >> ss.Exponential(
+        PEAK, rate=0.96, every=1000)
+
+
+def callback_variants(steps_per_epoch: int, plateau_every: int = 8) -> list[Variant]:
+    """The README's paths with stepsched callbacks (``steps_per_execution=1`` only).
+
+    Every variant trains the classic schedule; ``reference`` is its rate with
+    the warmup resolved at ``steps_per_epoch`` (the plateau callbacks may lower
+    it, so the probe does not run these: their exactness is tested elsewhere).
+    """
+    cb = ss.callbacks
+    resolved = seed_schedule(2 * steps_per_epoch)
+    n = plateau_every
+
+    def v(name, label, make_callbacks, make_lr=seed_schedule):
+        return Variant(name, label, make_lr, resolved.at, make_callbacks=make_callbacks,
+                       family="stepsched_callback", host=resolved)
+
+    return [
+        v("seed_logger_batch", "README schedule + LearningRateLogger()",
+          lambda: [cb.LearningRateLogger()]),
+        v("seed_logger_epoch", 'README schedule + LearningRateLogger(every="epoch")',
+          lambda: [cb.LearningRateLogger(every="epoch")]),
+        v("seed_plateau_batch", f"README schedule + ReduceLROnPlateau(every={n})",
+          lambda: [cb.ReduceLROnPlateau(every=n, patience=1000)]),
+        v("seed_plateau_epoch", "README schedule + ReduceLROnPlateau() (epoch)",
+          lambda: [cb.ReduceLROnPlateau(patience=1000)]),
+        v("seed_logger_plateau", f"README schedule + logger + ReduceLROnPlateau(every={n})",
+          lambda: [cb.LearningRateLogger(), cb.ReduceLROnPlateau(every=n, patience=1000)]),
+        v("seed_plan", "README schedule + Plan()", lambda: [cb.Plan()]),
+        v("batch_scheduler", "float rate + BatchLearningRateScheduler(README schedule)",
+          lambda: [cb.BatchLearningRateScheduler(resolved)], make_lr=lambda: PEAK),
+    ]
+
+
+def seed_bare_variant(steps_per_epoch: int) -> Variant:
+    """The classic schedule with its warmup given in steps: no callback needed."""
+    resolved = seed_schedule(2 * steps_per_epoch)
+    return Variant("seed_bare", "README schedule (no callback)", lambda: _copy(resolved),
+                   resolved.at, host=resolved)
+
+
+# ----------------------------------------------------------------- every class
+def every_class(total: int = 64) -> dict:
+    """One schedule of every public class, all changing within ``total`` steps."""
+    t = int(total)
+    q = max(2, t // 4)
+    lin = ss.Linear(PEAK, PEAK / 10, q)
+    out = {
+        "Constant": ss.Constant(PEAK),
+        "Linear": lin,
+        "Cosine": ss.Cosine(PEAK, PEAK / 100, t),
+        "Exponential": ss.Exponential(PEAK, 0.5, every=q),
+        "Polynomial": ss.Polynomial(PEAK, PEAK / 100, t, power=2.0),
+        "Piecewise": ss.Piecewise([q, 2 * q, 3 * q], [PEAK, PEAK / 2, PEAK / 4, PEAK / 8]),
+        "Interpolate": ss.Interpolate([0, q, t], [PEAK / 10, PEAK, PEAK / 100]),
+        "Sequence": ss.Sequence([lin, ss.Cosine(PEAK, 0.0, q), ss.Exponential(PEAK, 0.5, q)]),
+        "Warmup": ss.Warmup(q) >> ss.Cosine(PEAK, 0.0, t),
+        "Restarts": ss.Restarts(ss.Cosine(PEAK, PEAK / 100, q), period_mult=1.5, scale=0.8),
+        "Affine": ss.Affine(lin, scale=0.5, offset=PEAK / 10),
+        "Clip": ss.Clip(ss.Exponential(PEAK, 0.5, every=q), min=PEAK / 10),
+        "PerUpdate": ss.PerUpdate(lin, accumulation_steps=2),
+        "Planned": ss.Planned(ss.WarmupCosine(PEAK, ss.epochs(1), t), steps_per_epoch=q),
+        "ExponentialDecay": ss.ExponentialDecay(PEAK, q, 0.5),
+        "PiecewiseConstantDecay": ss.PiecewiseConstantDecay([q, 2 * q], [PEAK, PEAK / 2,
+                                                                           PEAK / 4]),
+        "PolynomialDecay": ss.PolynomialDecay(PEAK, q, PEAK / 10, cycle=True),
+        "InverseTimeDecay": ss.InverseTimeDecay(PEAK, q, 0.5),
+        "CosineDecay": ss.CosineDecay(0.0, t - q, warmup_target=PEAK, warmup_steps=q),
+        "CosineDecayRestarts": ss.CosineDecayRestarts(PEAK, q, t_mul=2.0, m_mul=0.8),
+        "OneCycle": ss.OneCycle(1e-2, t),
+        "OneCycleMomentum": ss.OneCycleMomentum(t),
+        "Cyclic": ss.Cyclic(PEAK / 10, PEAK, q, mode="exp_range", gamma=0.99),
+        "WarmupCosine": ss.WarmupCosine(PEAK, q, t),
+        "WarmupStableDecay": ss.WarmupStableDecay(PEAK, q, q, total=t),
+        "InverseSqrt": ss.InverseSqrt(PEAK, q),
+        "Noam": ss.Noam(512, q),
+        "InversePower": ss.InversePower(PEAK, q),
+        "SqrtDecay": ss.SqrtDecay(PEAK, 0.0, t),
+        "KDecay": ss.KDecay(PEAK, 0.0, t),
+        "TanhDecay": ss.TanhDecay(PEAK, 0.0, t),
+        "Rex": ss.Rex(PEAK, 0.0, t),
+        "Scaled": ss.callbacks.Scaled(ss.Cosine(PEAK, 0.0, t), multiplier=0.5),
+    }
+    if hasattr(ss, "Cooldown"):  # a decay whose start is a variable, set here at q
+        out["Cooldown"] = ss.Cooldown(ss.Constant(PEAK), duration=q, shape="cosine",
+                                      start_step=q)
+    if hasattr(ss, "BatchScaled"):  # the rate scaled for a batch size
+        out["BatchScaled"] = ss.BatchScaled(ss.Cosine(PEAK, 0.0, t), base_batch_size=2,
+                                            rule="sqrt", batch_size=4)
+    return out
+
+
+def schedule_classes() -> set[str]:
+    """Names of every public schedule class (what ``every_class`` must cover)."""
+    names = {n for n in ss.schedules.__all__
+             if isinstance(getattr(ss, n), type) and issubclass(getattr(ss, n), ss.Schedule)
+             and n not in ("Schedule", "Recipe")}
+    return names | {"Scaled"}
+
+
+# ----------------------------------------------------------------- host syncs (torch)
+SYNC_METHODS = ("item", "__index__", "__bool__", "__int__", "__float__", "tolist", "numpy",
+                "cpu")
+
+
+class SyncCounter:
+    """Counts calls of the ``torch.Tensor`` methods that read a tensor on the host.
+
+    ``with SyncCounter() as c: ...`` then ``c.total`` / ``c.counts``. On a GPU
+    each of these is a device->host synchronisation; on the CPU the call is
+    counted all the same (it is what would synchronise).
+    """
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self._saved: dict[str, Any] = {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __enter__(self):
+        import torch
+
+        for name in SYNC_METHODS:
+            original = getattr(torch.Tensor, name)
+            self._saved[name] = original
+
+            def wrapper(tensor, *args, _original=original, _name=name, **kwargs):
+                self.counts[_name] = self.counts.get(_name, 0) + 1
+                return _original(tensor, *args, **kwargs)
+
+            setattr(torch.Tensor, name, wrapper)
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        for name, original in self._saved.items():
+            setattr(torch.Tensor, name, original)
+        self._saved.clear()
+        return False
+
+
+def training_syncs(lr, n_steps: int = 8, optimizer: str = "adamw") -> int:
+    """Host reads during ``fit()`` of ``n_steps`` steps beyond those of the same fit at a
+    constant rate (Keras's own, e.g. the logs at the epoch end, cancel out)."""
+    x = np.random.default_rng(0).standard_normal((n_steps * 4, 3)).astype("float32")
+    y = x[:, :1] * 0.5
+
+    def run(rate) -> int:
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(4)(inputs)))
+        opt = (keras.optimizers.AdamW(learning_rate=rate) if optimizer == "adamw"
+               else keras.optimizers.SGD(learning_rate=rate))
+        model.compile(optimizer=opt, loss="mse")
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)  # warm-up
+        with SyncCounter() as c:
+            model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+        return c.total
+
+    return run(lr) - run(PEAK)

@@ -15,16 +15,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import pytest
 
 from tests.conftest import BACKEND
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import workloads  # noqa: E402
 
 VARIANTS = {"constant", "keras_exponential", "callback", "ss_exponential", "ss_warmup_cosine",
             "ss_interpolate50", "ss_sequence_restarts", "keras_piecewise", "ss_piecewise"}
 STEPSCHED = {v for v in VARIANTS if v.startswith("ss_")}
+# the README's paths with stepsched callbacks, timed at steps_per_execution=1
+CALLBACK_VARIANTS = {"seed_bare", "seed_logger_batch", "seed_logger_epoch", "seed_plateau_batch",
+                     "seed_plateau_epoch", "seed_logger_plateau", "seed_plan", "batch_scheduler"}
+EVAL_ROWS = {"seed", "warmup_cosine", "one_cycle", "sequence", "restarts", "piecewise"}
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +62,40 @@ def test_step_time_and_trace(quick_run):
     res = results["backends"][BACKEND]
     assert res["backend"] == BACKEND
     spes = {cfg["steps_per_execution"] for cfg in res["step_time"]}
-    assert spes == ({1} if BACKEND == "torch" else {16})
+    assert spes == {1}  # quick mode times steps_per_execution=1, where the callbacks run
     for cfg in res["step_time"]:
-        assert set(cfg["variants"]) == VARIANTS
+        assert set(cfg["variants"]) == VARIANTS | CALLBACK_VARIANTS
         for v in cfg["variants"].values():
             assert v["step_ms"] > 0 and math.isfinite(v["step_ratio"])
             assert v["first_fit_s"] > 0 and math.isfinite(v["trace_s"])
+            assert len(v["step_ratio_paired"]) == cfg["repeats"]
+            assert v["step_ratio_paired_q25"] <= v["step_ratio_paired_median"]
+            assert v["step_ratio_paired_median"] <= v["step_ratio_paired_q75"]
         assert cfg["variants"]["constant"]["step_ratio"] == 1.0
+
+
+def test_per_evaluation_cost(quick_run):
+    results, stdout = quick_run
+    res = results["eval"][BACKEND]
+    e = res["eval"]
+    assert set(e["rows"]) == EVAL_ROWS
+    for name, row in e["rows"].items():
+        assert row["ss"]["us_min"] > 0 and row["ss"]["us_min"] <= row["ss"]["us_median"]
+        assert (row["keras"] is None) == (name in ("one_cycle", "sequence"))
+        if BACKEND == "torch":
+            assert row["ss"]["graph_ops"] is None
+            assert row["ss"]["syncs_per_call"] == 0, name  # no host read per evaluation
+        else:
+            assert row["ss"]["graph_ops"] > 0 and row["ss"]["syncs_per_call"] is None
+    if BACKEND == "tensorflow":
+        rows = res["apply"]["rows"]
+        assert rows["constant"]["extra_ops_over_constant"] == 0
+        assert rows["ss_warmup_cosine"]["graph_ops"] > rows["constant"]["graph_ops"]
+    else:
+        assert res["apply"] is None
+    if BACKEND == "torch":
+        assert set(res["training_syncs"]) == workloads.schedule_classes()
+    assert "**One evaluation on" in stdout
 
 
 def test_applied_rate_errors(quick_run):
@@ -113,3 +147,43 @@ def test_write_readme_replaces_only_between_markers(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(SystemExit, match="markers"):
         run.write_readme("| new |", readme)
+
+
+# ----------------------------------------------------------------- host syncs (torch)
+needs_torch = pytest.mark.skipif(BACKEND != "torch", reason="host syncs are counted on torch")
+
+
+@needs_torch
+def test_every_schedule_class_is_in_the_sync_check():
+    assert set(workloads.every_class()) == workloads.schedule_classes()
+
+
+@needs_torch
+@pytest.mark.parametrize("name", sorted(workloads.every_class()))
+def test_no_host_sync_in_training_steps(name):
+    """Real AdamW training steps read nothing on the host beyond a constant rate's steps."""
+    schedule = workloads.every_class()[name]
+    assert workloads.training_syncs(schedule, n_steps=6) == 0
+
+
+@needs_torch
+def test_sync_counter_sees_a_schedule_that_reads_the_step():
+    class HostRead(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 1e-3 * 0.99 ** int(step)  # Tensor.__int__: one host read per evaluation
+
+    # AdamW evaluates the rate twice per step on torch (once more for weight decay)
+    assert workloads.training_syncs(HostRead(), n_steps=6) >= 6
+
+
+@needs_torch
+def test_gpu_check_without_a_gpu_says_so_and_exits_cleanly():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: run benchmarks/gpu_check.py itself")
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_check.py")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no CUDA GPU here" in proc.stdout and "Nothing was checked" in proc.stdout
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,278 @@
+"""Direct cost of one schedule evaluation on the backend named by KERAS_BACKEND (run by ``run.py``).
+
+Usage: KERAS_BACKEND=torch python benchmarks/eval_bench.py OUT.json [--quick]
+
+In one process, side by side with Keras's own schedules, each schedule is
+evaluated as the optimizer evaluates it, ``schedule(optimizer.iterations)``
+(the optimizer's step variable, set to ``STEP``):
+
+- torch: called eagerly, as Keras's torch optimizer calls it at every step;
+- TensorFlow: inside a ``tf.function`` (Keras's TF train step is a graph,
+  without XLA by default); the time of a ``tf.function`` that only reads the
+  step (``empty``) is the call overhead, shown beside;
+- JAX: inside ``jax.jit`` on the step's value, with ``block_until_ready``;
+  ``empty`` likewise.
+
+Each repeat times a block of calls of every candidate in a fresh random order
+(interleaved); the tables give the minimum and median over repeats of the
+per-call time, and the median over repeats of the per-repeat ratio to Keras's
+``ExponentialDecay``. TensorFlow: graph operations of one evaluation (all
+nodes of the traced ``tf.function``, nested functions included) and of one
+AdamW ``apply`` over 42 variables. JAX: equations of the jaxpr. torch: host
+reads (``Tensor.item/__index__/__bool__/__int__/__float__/tolist/numpy/cpu``)
+per evaluation, and during real training steps for every schedule class
+beyond those of a constant rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import workloads  # noqa: E402
+from workloads import PEAK  # noqa: E402
+
+import stepsched as ss  # noqa: E402
+
+BACKEND = keras.backend.backend()
+STEP = 2500  # inside every schedule's interesting part (5th Restarts cycle, mid-decay)
+HORIZON = 10_000
+FULL = {"calls": 200, "repeats": 15, "boundaries": 1000, "train_steps": 8, "variables": 42}
+QUICK = {"calls": 20, "repeats": 2, "boundaries": 1000, "train_steps": 4, "variables": 42}
+KS = keras.optimizers.schedules
+
+if BACKEND == "torch":
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+
+
+def schedules(n_boundaries: int) -> list[dict]:
+    """The rows: a stepsched schedule and Keras's counterpart where Keras has one."""
+    pb, pv = workloads.piecewise_knots(HORIZON, n_boundaries)
+    return [
+        {"name": "seed", "label": "seed: `Warmup(1000) >> Exponential(1e-3, 0.96, every=1000)`",
+         "ss": ss.Warmup(1000) >> ss.Exponential(PEAK, 0.96, every=1000),
+         "keras_label": "ExponentialDecay (no warmup)",
+         "keras": KS.ExponentialDecay(PEAK, 1000, 0.96)},
+        {"name": "warmup_cosine", "label": "`WarmupCosine(1e-3, 1000, 10000)`",
+         "ss": ss.WarmupCosine(PEAK, 1000, HORIZON),
+         "keras_label": "CosineDecay(warmup_steps=1000)",
+         "keras": KS.CosineDecay(0.0, HORIZON - 1000, warmup_target=PEAK, warmup_steps=1000)},
+        {"name": "one_cycle", "label": "`OneCycle(1e-2, 10000)`",
+         "ss": ss.OneCycle(1e-2, HORIZON), "keras_label": None, "keras": None},
+        {"name": "sequence", "label": "5-piece `Sequence` with `Restarts`",
+         "ss": workloads.sequence_with_restarts(HORIZON), "keras_label": None, "keras": None},
+        {"name": "restarts", "label": "`Restarts(Cosine(1e-3, 1e-5, 500), period_mult=1.0002)`",
+         "ss": ss.Restarts(ss.Cosine(PEAK, PEAK / 100, 500), period_mult=1.0002),
+         "keras_label": "CosineDecayRestarts(500, t_mul=1.0002)",
+         "keras": KS.CosineDecayRestarts(PEAK, 500, t_mul=1.0002, alpha=0.01)},
+        {"name": "piecewise", "label": f"`Piecewise`, {n_boundaries:,} boundaries",
+         "ss": ss.Piecewise(pb, pv), "keras_label": f"PiecewiseConstantDecay ({n_boundaries:,})",
+         "keras": KS.PiecewiseConstantDecay(pb, pv)},
+    ]
+
+
+# ----------------------------------------------------------------- one evaluation
+def make_optimizer():
+    opt = keras.optimizers.AdamW(learning_rate=PEAK)
+    opt.build([keras.Variable(np.zeros((1,), "float32"))])
+    opt.iterations.assign(STEP)
+    return opt
+
+
+def evaluator(schedule, opt):
+    """A no-argument function doing one evaluation as the optimizer does it (None: empty)."""
+    if BACKEND == "torch":
+        if schedule is None:
+            return lambda: opt.iterations.value
+        return lambda: schedule(opt.iterations)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function((lambda: opt.iterations.value) if schedule is None
+                         else (lambda: schedule(opt.iterations)))
+        return fn
+    import jax
+
+    fn = jax.jit((lambda s: s) if schedule is None else (lambda s: schedule(s)))
+    step = opt.iterations.value
+    return lambda: fn(step).block_until_ready()
+
+
+def graph_ops(schedule) -> int | None:
+    """Operations of one evaluation: TF graph nodes (nested functions included), JAX equations."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(lambda s: schedule(s)).get_concrete_function(
+            tf.TensorSpec((), tf.int64))
+        return _tf_nodes(fn)
+    if BACKEND == "jax":
+        import jax
+        import jax.extend
+
+        def count(jaxpr) -> int:
+            n = 0
+            for eqn in jaxpr.eqns:
+                n += 1
+                for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                    n += count(sub)
+            return n
+
+        return count(jax.make_jaxpr(lambda s: schedule(s))(np.int64(STEP)).jaxpr)
+    return None
+
+
+def _tf_nodes(concrete) -> int:
+    graph_def = concrete.graph.as_graph_def()
+    return len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
+
+
+def syncs_per_call(fn, calls: int) -> float | None:
+    if BACKEND != "torch":
+        return None
+    with workloads.SyncCounter() as c:
+        for _ in range(calls):
+            fn()
+    return c.total / calls
+
+
+def time_interleaved(fns: dict, calls: int, repeats: int, rng: random.Random) -> dict:
+    """Per-call seconds of every function, ``repeats`` blocks each, interleaved."""
+    for fn in fns.values():  # trace, build tables, warm caches
+        for _ in range(3):
+            fn()
+    times = {k: [] for k in fns}
+    order = list(fns)
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for k in order:
+            fn = fns[k]
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times[k].append((time.perf_counter() - t0) / calls)
+    return times
+
+
+def bench_eval(cfg: dict, rng: random.Random) -> dict:
+    opt = make_optimizer()
+    rows = schedules(cfg["boundaries"])
+    fns = {"empty": evaluator(None, opt),
+           "keras_exponential": evaluator(KS.ExponentialDecay(PEAK, 1000, 0.96), opt)}
+    for r in rows:
+        fns[f"ss:{r['name']}"] = evaluator(r["ss"], opt)
+        if r["keras"] is not None and r["name"] != "seed":  # seed's is keras_exponential
+            fns[f"keras:{r['name']}"] = evaluator(r["keras"], opt)
+    times = time_interleaved(fns, cfg["calls"], cfg["repeats"], rng)
+    ref = np.asarray(times["keras_exponential"])
+
+    def summary(key: str) -> dict:
+        t = np.asarray(times[key])
+        return {"us_min": 1e6 * float(t.min()), "us_median": 1e6 * float(np.median(t)),
+                "ratio_to_keras_exponential_paired_median": float(np.median(t / ref)),
+                "ratio_to_keras_exponential_paired_q25": float(np.quantile(t / ref, 0.25)),
+                "ratio_to_keras_exponential_paired_q75": float(np.quantile(t / ref, 0.75))}
+
+    out = {"step": STEP, "calls": cfg["calls"], "repeats": cfg["repeats"],
+           "empty": summary("empty"), "keras_exponential": summary("keras_exponential"),
+           "rows": {}}
+    out["keras_exponential"]["graph_ops"] = graph_ops(KS.ExponentialDecay(PEAK, 1000, 0.96))
+    out["keras_exponential"]["syncs_per_call"] = syncs_per_call(fns["keras_exponential"], 10)
+    for r in rows:
+        key = "keras_exponential" if r["name"] == "seed" else f"keras:{r['name']}"
+        row = {"label": r["label"], "keras_label": r["keras_label"],
+               "ss": summary(f"ss:{r['name']}"),
+               "keras": summary(key) if r["keras"] is not None else None}
+        row["ss"]["graph_ops"] = graph_ops(r["ss"])
+        row["ss"]["syncs_per_call"] = syncs_per_call(fns[f"ss:{r['name']}"], 10)
+        if r["keras"] is not None:
+            row["keras"]["graph_ops"] = graph_ops(r["keras"])
+            row["keras"]["syncs_per_call"] = syncs_per_call(fns[key], 10)
+            paired = np.asarray(times[f"ss:{r['name']}"]) / np.asarray(times[key])
+            row["ratio_to_counterpart_paired_median"] = float(np.median(paired))
+        out["rows"][r["name"]] = row
+    return out
+
+
+# ----------------------------------------------------------------- AdamW apply (TF)
+def bench_apply(cfg: dict) -> dict | None:
+    """Graph nodes of one AdamW ``apply`` over many variables (TF), per learning rate."""
+    if BACKEND != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    n = cfg["variables"]
+    cands = {
+        "constant": ("constant rate (float)", PEAK),
+        "keras_cosine": ("keras CosineDecay(warmup_steps=1000)",
+                         KS.CosineDecay(0.0, HORIZON - 1000, warmup_target=PEAK,
+                                        warmup_steps=1000)),
+        "ss_warmup_cosine": ("ss.WarmupCosine(1e-3, 1000, 10000)",
+                             ss.WarmupCosine(PEAK, 1000, HORIZON)),
+        "ss_seed": ("seed: ss.Warmup(1000) >> ss.Exponential(...)",
+                    ss.Warmup(1000) >> ss.Exponential(PEAK, 0.96, every=1000)),
+    }
+    out = {"variables": n, "rows": {}}
+    for name, (label, lr) in cands.items():
+        variables = [keras.Variable(np.zeros((3, 2) if i % 2 == 0 else (2,), "float32"))
+                     for i in range(n)]
+        opt = keras.optimizers.AdamW(learning_rate=lr)
+        opt.build(variables)
+        specs = [tf.TensorSpec(v.shape, tf.float32) for v in variables]
+        fn = tf.function(_applier(opt, variables))
+        nodes = _tf_nodes(fn.get_concrete_function(*specs))
+        one = 0 if not callable(lr) else graph_ops(lr)
+        out["rows"][name] = {"label": label, "graph_ops": nodes, "one_evaluation_ops": one}
+    base = out["rows"]["constant"]["graph_ops"]
+    for r in out["rows"].values():
+        r["extra_ops_over_constant"] = r["graph_ops"] - base
+        r["evaluations_estimate"] = (None if not r["one_evaluation_ops"]
+                                     else r["extra_ops_over_constant"] / r["one_evaluation_ops"])
+    return out
+
+
+def _applier(opt, variables):
+    def apply(*grads):
+        opt.apply(list(grads), variables)
+    return apply
+
+
+# ----------------------------------------------------------------- training syncs (torch)
+def bench_training_syncs(cfg: dict) -> dict | None:
+    if BACKEND != "torch":
+        return None
+    return {name: workloads.training_syncs(s, cfg["train_steps"])
+            for name, s in workloads.every_class().items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    cfg = QUICK if args.quick else FULL
+    rng = random.Random(0)
+    t0 = time.time()
+    print(f"[{BACKEND}] per-evaluation cost", file=sys.stderr, flush=True)
+    result = {"backend": BACKEND, "config": cfg, "eval": bench_eval(cfg, rng)}
+    print(f"[{BACKEND}] AdamW apply / training syncs", file=sys.stderr, flush=True)
+    result["apply"] = bench_apply(cfg)
+    result["training_syncs"] = bench_training_syncs(cfg)
+    result["wall_s"] = time.time() - t0
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
