@@ -312,3 +312,93 @@ def test_a_keras_schedule_or_a_float_is_refused():
     model = onehot_model(0.1, 4)
     with pytest.raises(TypeError, match="stepsched schedule"):
         ss.callbacks.CooldownOnDemand(duration=3).set_model(model)
+
+
+# --------------------------------------------------------------------- extend a run
+FIRST = ss.WarmupCosine(1.0, warmup=ss.fraction(0.25), total=ss.fraction(1.0))
+
+
+@pytest.mark.parametrize("spe", [1, pytest.param(8, marks=needs_spe)])
+def test_extend_appends_a_new_phase_exactly_and_across_save(spe, tmp_path):
+    """fit 2 epochs (the plan ends), append re-warm + decay to another peak, fit 2 more."""
+    n = 8
+    new_phase = ss.Warmup(4) >> ss.Cosine(0.4, 0.0, 12)
+    runs = []
+    for saved in (False, True):
+        model = onehot_model(FIRST, n, steps_per_execution=spe)
+        fit(model, n, epochs=2, callbacks=[ss.callbacks.Plan()])
+        rate = ss.extend(model, new_phase)
+        assert isinstance(rate, ss.Extended) and rate.arg("at") == 16
+        fit(model, n, epochs=1, callbacks=[ss.callbacks.Plan()])
+        if saved:
+            model.save(tmp_path / "m.keras")
+            model = keras.saving.load_model(tmp_path / "m.keras")
+        fit(model, n, epochs=1, callbacks=[ss.callbacks.Plan()])
+        runs.append(applied(model))
+    expected = np.concatenate([FIRST.resolve(total_steps=16).at(range(16)),
+                               new_phase.at(range(16))]).astype(np.float64)
+    np.testing.assert_allclose(runs[0], expected.reshape(-1, n).sum(0), rtol=RTOL)
+    np.testing.assert_array_equal(runs[1], runs[0])
+    # Plan(on_change="restart") could only have started FIRST again (peak 1.0, not 0.4)
+    assert float(new_phase.at(4)) == pytest.approx(0.4)
+
+
+def test_a_second_cooldown_branched_from_a_stable_checkpoint(tmp_path):
+    """Save at step 16 (stable); branch A cools down with the callback, branch B is loaded
+    from the checkpoint and extended with the same cooldown: the same rates, and a third
+    branch cools down later (a longer run) from the same checkpoint."""
+    n = 8
+    model = onehot_model(BASE, n)
+    fit(model, n, epochs=2, callbacks=[ss.callbacks.CooldownOnDemand(duration=8)])
+    model.save(tmp_path / "stable.keras")
+
+    a = keras.saving.load_model(tmp_path / "stable.keras")
+    cb = ss.callbacks.CooldownOnDemand(duration=8, shape="1-sqrt", stop=False)
+    fit(a, n, epochs=1, callbacks=[cb, AtStep(0, cb.start_cooldown)])
+    assert cb.start_step == 17  # the first hook after loading is at step 17
+    b = keras.saving.load_model(tmp_path / "stable.keras")
+    ss.extend(b, ss.SqrtDecay(1.0, 0.0, 8), at=17)
+    fit(b, n, epochs=1)
+    np.testing.assert_allclose(applied(b), applied(a), rtol=RTOL)
+    rates = expected_rates(BASE, 8, "1-sqrt", 0.0, 17, 24).astype(np.float64)
+    np.testing.assert_allclose(applied(b), rates.reshape(-1, n).sum(0), rtol=RTOL)
+
+
+def test_extend_after_a_cooldown_then_cool_down_again():
+    n = 8
+    model = onehot_model(BASE, n)
+    first = ss.callbacks.CooldownOnDemand(duration=4, at_step=4, shape="linear")
+    fit(model, n, epochs=1, callbacks=[first])  # cools down over steps 4..8, stops at 8
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 8
+    phase = ss.Warmup(4) >> ss.Constant(0.5)
+    ss.extend(model, phase)
+    second = ss.callbacks.CooldownOnDemand(duration=4, at_step=14, shape="cosine")
+    fit(model, n, epochs=3, callbacks=[second])  # re-warm, stable, cool down 14..18, stop
+    assert second.start_step == 14 and first.start_step == 4
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 18
+    expected = np.concatenate([expected_rates(BASE, 4, "linear", 0.0, 4, 8),
+                               expected_rates(phase, 4, "cosine", 0.0, 6, 10),
+                               np.zeros(6)]).astype(np.float64)
+    np.testing.assert_allclose(applied(model), expected.reshape(-1, n).sum(0), rtol=RTOL,
+                               atol=1e-9)
+
+
+def test_extended_in_graph_and_round_trip_also_past_2_24():
+    at = 2**24 + 2**22 + 1
+    e = ss.Extended(ss.Constant(0.3), ss.Warmup(10) >> ss.Cosine(1.0, 0.0, 100), at=at)
+    steps = [0, 5, at - 1, at, at + 1, at + 5, at + 10, at + 60, at + 110, at + 10**6]
+    for scalar in (False, True):
+        np.testing.assert_allclose(graph_values(e, steps, scalar=scalar), e.at(steps),
+                                   rtol=2e-6, atol=1e-7)
+    back = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(e))
+    np.testing.assert_array_equal(back.at(steps), e.at(steps))
+    assert e.duration == at + 110
+
+
+def test_extend_refuses_the_past_and_a_float_rate():
+    model = onehot_model(BASE, 4)
+    fit(model, 4)
+    with pytest.raises(ValueError, match="at=2 is before"):
+        ss.extend(model, ss.Constant(0.1), at=2)
+    with pytest.raises(TypeError, match="stepsched schedule"):
+        ss.extend(onehot_model(0.1, 4), ss.Constant(0.1))

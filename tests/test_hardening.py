@@ -129,6 +129,13 @@ def _name(arg="name"):
 
 
 LIN = ss.Linear(1.0, 0.0, 10)
+
+
+def _compiled_model():
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(ss.Constant(0.1)), loss="mse")
+    return model
+
 CONST = ss.Constant(0.5)
 
 TABLE: dict[str, Case] = {
@@ -339,6 +346,14 @@ TABLE: dict[str, Case] = {
     "BatchScaled": Case({"schedule": LIN, "base_batch_size": 256, "batch_size": 512},
                         _schedule("schedule") + _integer("base_batch_size") + _choice("rule")
                         + _integer("batch_size", none_ok=True)),
+    "Extended": Case({"schedule": LIN, "then": CONST, "at": 12},
+                     _schedule("schedule") + _schedule("then")
+                     + [("at", -1), ("at", 1.5), ("at", "3"), ("at", True), ("at", None),
+                        ("at", 2**31), ("at", HUGE_INT)]),
+    "extend": Case({"schedule": LIN}, _schedule("schedule")
+                   + [("at", -1), ("at", 1.5), ("at", "3"), ("at", True), ("at", HUGE_INT),
+                      ("model", None), ("model", "model"), ("model", 3)],
+                   build=lambda **kw: ss.extend(**{"model": _compiled_model(), **kw})),
     "CooldownOnDemand": Case(
         {"duration": 10},
         _duration("duration") + [("duration", ss.fraction(0.5))] + _choice("shape")

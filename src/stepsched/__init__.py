@@ -23,6 +23,7 @@ from .durations import (
 from .finder import LRFinderResult, find_lr
 from .plotting import plot_lr_finder, plot_reductions, plot_schedule, plot_schedules
 from .schedules import *  # noqa: F403  (the flat list of schedule names, see schedules.__all__)
+from .schedules.extend import extend
 from .spec import SpecError, get_schedule, parse
 
 __version__ = "0.1.0"
@@ -30,7 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     *schedules.__all__,
     "Duration", "UnresolvedDurationError", "epochs", "fraction", "steps", "samples", "tokens",
-    "find_lr", "LRFinderResult",
+    "find_lr", "LRFinderResult", "extend",
     "plot_schedule", "plot_schedules", "plot_lr_finder", "plot_reductions",
     "parse", "get_schedule", "SpecError",
     "callbacks", "optimizers",

@@ -4,6 +4,7 @@ from .base import Recipe, Schedule
 from .batch import BatchScaled
 from .compose import Affine, Clip, PerUpdate, Restarts, Sequence, Warmup
 from .cooldown import Cooldown
+from .extend import Extended
 from .extra import InversePower, KDecay, Rex, SqrtDecay, TanhDecay
 from .keras_compat import (
     CosineDecay,
@@ -33,5 +34,5 @@ __all__ = [
     "CosineDecay", "CosineDecayRestarts",
     "OneCycle", "OneCycleMomentum", "Cyclic", "WarmupCosine", "WarmupStableDecay", "InverseSqrt",
     "Noam", "InversePower", "SqrtDecay", "KDecay", "TanhDecay", "Rex",
-    "Cooldown", "BatchScaled",
+    "Cooldown", "BatchScaled", "Extended",
 ]

@@ -1,0 +1,130 @@
+"""Extend a run: append a new phase to the optimizer's schedule at the current step.
+
+``Plan(on_change="restart")`` starts the *same* schedule again when a later
+``fit()`` changes the plan; a run continued past its planned end with a
+*different* phase (re-warm to another peak and decay again, or a cooldown
+branched from a stable checkpoint) needs the new phase put after the steps
+already trained, without rebuilding the model: ``stepsched.extend(model,
+schedule)``. The optimizer's schedule becomes ``Extended(old, schedule, at)``,
+saved with the model like any schedule; the train function is rebuilt so the
+compiled step evaluates it.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from .. import _validate
+from .base import Schedule, as_schedule
+
+__all__ = ["Extended", "extend"]
+
+
+@keras.saving.register_keras_serializable(package="stepsched")
+class Extended(Schedule):
+    r"""``schedule`` before step ``at``, then ``then`` from its own step 0.
+
+    .. math:: \eta(t) = \begin{cases} s(t) & t < a \\ n(t - a) & t \ge a \end{cases}
+
+    ``then``'s durations in ``epochs(...)``/``fraction(...)`` are planned by the
+    next ``fit()`` (a fraction is of that fit's run). Past ``then``'s end its
+    final value holds.
+
+    >>> import stepsched as ss
+    >>> e = Extended(ss.Linear(1.0, 0.0, 4), ss.Linear(0.5, 0.0, 2), at=6)
+    >>> e.at([0, 4, 5, 6, 7, 8, 20]).tolist()
+    [1.0, 0.0, 0.0, 0.5, 0.25, 0.0, 0.0]
+    """
+
+    exact_step = True
+
+    def __init__(self, schedule: Schedule | float, then: Schedule | float, at: int):
+        at = _validate.integer("at", at, minimum=0)
+        if at > 2**31 - 1:
+            raise ValueError(f"at must be <= 2**31 - 1 (the optimizer's int32 step), got {at!r}")
+        super().__init__(schedule=as_schedule(schedule, "schedule"),
+                         then=as_schedule(then, "then"), at=at)
+
+    @property
+    def duration(self) -> float | None:
+        d = self.arg("then").duration
+        return None if d is None else self.arg("at") + d
+
+    @property
+    def is_finite(self) -> bool:
+        return self.arg("then").is_finite
+
+    def _eval(self, t, xp, clip: bool = True):
+        before, then, at = self.arg("schedule"), self.arg("then"), self.arg("at")
+        if at == 0:
+            return then._eval(t, xp)
+        later = lambda u: then._eval(xp.maximum(u, at) - at, xp)  # noqa: E731
+        edges = self.cached("edges", lambda: np.asarray([at], np.float64))
+        return xp.piecewise(t, xp.bucket(edges, t), [lambda u: before._eval(u, xp), later])
+
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """The earlier schedule's before ``at``, the new phase, then its own, shifted."""
+        from ..plotting import key_steps
+
+        at = float(self.arg("at"))
+        out = [(s, label) for s, label in key_steps(self.arg("schedule"), min(horizon, at))
+               if s < at]
+        if at > horizon:
+            return out
+        if at > 0:
+            out.append((at, "new phase"))
+        out += [(at + s, label) for s, label in key_steps(self.arg("then"), horizon - at)
+                if 0 < s and at + s <= horizon]
+        return sorted(out)
+
+    def __repr__(self) -> str:
+        return f"Extended({self.arg('schedule')!r}, then {self.arg('then')!r} from step " \
+               f"{self.arg('at')})"
+
+
+def _rewrap(rate, make):
+    """``make(rate)``, put inside any plateau ``Scaled`` (its multiplier still applies)."""
+    from ..callbacks.plateau import Scaled
+
+    if isinstance(rate, Scaled):
+        return rate.with_schedule(_rewrap(rate.arg("schedule"), make))
+    return make(rate)
+
+
+def extend(model, schedule: Schedule | float, at: int | None = None) -> Schedule:
+    """Append ``schedule`` to the optimizer's schedule as a new phase from step ``at``.
+
+    ``at`` defaults to the optimizer's current step (the next step trained).
+    The model, its weights and optimizer slots are untouched; the optimizer's
+    rate becomes ``Extended(current, schedule, at)`` (inside a plateau
+    multiplier, which still applies; outside a cooldown, which the new phase
+    replaces), and the train function is rebuilt. Returns the new rate.
+
+    >>> import keras, stepsched as ss
+    >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(ss.Linear(0.1, 0.0, 100)), loss="mse")
+    >>> ss.extend(model, ss.Warmup(10) >> ss.Cosine(0.05, 0.0, 90), at=100).at(105)
+    np.float32(0.025)
+    """
+    from .. import _keras
+    from ..callbacks.base import inner_optimizer, read_step
+
+    if not isinstance(model, keras.Model) or getattr(model, "optimizer", None) is None:
+        raise TypeError(f"model must be a compiled keras.Model, got {model!r}")
+    schedule = as_schedule(schedule, "schedule")
+    optimizer = inner_optimizer(model.optimizer)
+    rate = _keras.rate_of(optimizer)
+    if not isinstance(rate, Schedule):
+        raise TypeError("extend needs an optimizer whose learning_rate is a stepsched schedule "
+                        f"(a new phase is appended to it), got {rate!r}; compile with one, e.g. "
+                        "stepsched.Constant(lr)")
+    step = read_step(optimizer)
+    at = step if at is None else _validate.integer("at", at, minimum=0)
+    if at < step:
+        raise ValueError(f"at={at} is before the optimizer's step {step}: the steps already "
+                         "trained cannot be given another rate")
+    new = _rewrap(rate, lambda inner: Extended(inner, schedule, at))
+    _keras.replace_schedule(optimizer, new)
+    _keras.retrace(model)
+    return new

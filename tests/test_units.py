@@ -1,0 +1,176 @@
+"""Units from fit's batch size: samples, tokens and the batch-size scaling rule.
+
+Exact by the one-hot probe of tests/test_exactness.py, with each row repeated
+``batch`` times so that a batch is ``batch`` copies of one one-hot row: the
+loss (the mean output) still has gradient ``e_k``, and ``-w[k]`` is the rate
+applied at step ``k``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import stepsched as ss
+from stepsched.durations import UnresolvedDurationError
+from stepsched.schedules.batch import has_batch_units, resolve_batch
+from tests.test_exactness import RTOL, applied, onehot_data, onehot_model
+
+
+def batched_data(n, batch):
+    x, y = onehot_data(n)
+    return np.repeat(x, batch, axis=0), np.repeat(y, batch, axis=0)
+
+
+def fit(model, n, batch, **kwargs):
+    x, y = batched_data(n, batch)
+    kwargs.setdefault("callbacks", [ss.callbacks.Plan()])
+    return model.fit(x, y, batch_size=batch, shuffle=False, verbose=0, **kwargs)
+
+
+def test_durations_in_samples_and_tokens():
+    assert ss.samples(640).to_steps(batch_size=64) == 10
+    assert ss.tokens(4096, tokens_per_sample=128).to_steps(batch_size=8) == 4
+    assert repr(ss.tokens(4096, 128)) == "tokens(4096, tokens_per_sample=128)"
+    for d in (ss.samples(640), ss.tokens(4096, 128)):
+        back = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(d))
+        assert back == d and hash(back) == hash(d)
+    assert ss.samples(8) != ss.steps(8) and ss.tokens(8, 2) != ss.tokens(8, 4)
+    with pytest.raises(UnresolvedDurationError, match="batch size"):
+        ss.samples(8).to_steps(10, 100)
+    with pytest.raises(ValueError, match="tokens_per_sample"):
+        ss.Duration("samples", 8, per=2)
+
+
+def test_resolve_batch_rewrites_a_copy():
+    s = ss.Warmup(ss.samples(640)) >> ss.Linear(1.0, 0.0, ss.tokens(2**16, 256))
+    assert has_batch_units(s)
+    r = resolve_batch(s, 64)
+    assert not has_batch_units(r) and r.duration == 10 + 4
+    assert has_batch_units(s)  # the schedule as written is unchanged
+    np.testing.assert_array_equal(r.at(range(20)), (ss.Warmup(10) >> ss.Linear(1.0, 0.0, 4))
+                                  .at(range(20)))
+    # under gradient accumulation a step of PerUpdate is an update of k batches
+    p = resolve_batch(ss.Linear(1.0, 0.0, ss.samples(640)).per_update(2), 64)
+    assert p.duration == 10
+    assert resolve_batch(ss.Linear(1.0, 0.0, 10), 64) is not None
+    plain = ss.Linear(1.0, 0.0, 10)
+    assert resolve_batch(plain, 64) is plain
+
+
+@pytest.mark.parametrize(("rule", "factor"), [("linear", 4.0), ("sqrt", 2.0)])
+def test_batch_scaled_formula_and_round_trip(rule, factor):
+    s = ss.BatchScaled(ss.WarmupCosine(0.1, 5, 20), base_batch_size=16, rule=rule,
+                       batch_size=64)
+    np.testing.assert_allclose(s.at(range(25)),
+                               ss.WarmupCosine(0.1, 5, 20).at(range(25)) * factor, rtol=1e-6)
+    back = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s))
+    np.testing.assert_array_equal(back.at(range(25)), s.at(range(25)))
+    from tests.conftest import graph_values
+
+    steps = [0, 3, 5, 19, 2**24 + 1, 2**31 - 1]
+    np.testing.assert_allclose(graph_values(s, steps), s.at(steps), rtol=2e-6, atol=1e-8)
+    with pytest.raises(UnresolvedDurationError, match="batch size"):
+        ss.BatchScaled(ss.Constant(0.1), 16).at(0)
+
+
+def test_samples_are_resolved_from_the_batch_size_of_fit(tmp_path):
+    n, batch = 24, 4
+    lr = ss.Warmup(ss.samples(16)) >> ss.Linear(0.5, 0.05, ss.tokens(40 * 32, 32))
+    model = onehot_model(lr, n)
+    fit(model, n, batch)
+    expected = (ss.Warmup(4) >> ss.Linear(0.5, 0.05, 10)).at(range(n))
+    np.testing.assert_allclose(applied(model), expected, rtol=RTOL)
+    assert has_batch_units(lr)  # the schedule as written is unchanged
+    # saved in steps: the loaded model continues exactly, with any later batch size
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert not has_batch_units(loaded.optimizer._learning_rate)
+
+
+@pytest.mark.parametrize("rule", ["linear", "sqrt"])
+def test_batch_size_scaling_rule_is_resolved_at_fit(rule):
+    n = 12
+    lr = ss.BatchScaled(ss.Warmup(3) >> ss.Constant(0.1), base_batch_size=2, rule=rule)
+    model = onehot_model(lr, n)
+    fit(model, n, 8)
+    factor = 4.0 if rule == "linear" else 2.0
+    np.testing.assert_allclose(applied(model), (ss.Warmup(3) >> ss.Constant(0.1)).at(range(n))
+                               * factor, rtol=RTOL)
+    assert model.optimizer._learning_rate.arg("batch_size") == 8
+
+
+def test_a_generator_without_a_batch_size_fails_clearly():
+    model = onehot_model(ss.Linear(1.0, 0.0, ss.samples(64)), 4)
+    x, y = onehot_data(4)
+
+    def batches():
+        while True:
+            yield x[:1], y[:1]
+
+    with pytest.raises(UnresolvedDurationError, match="batch size of this fit"):
+        model.fit(batches(), steps_per_epoch=2, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[ss.callbacks.Plan()])
+
+
+# --------------------------------------------------------------------- replicas
+DISTRIBUTED = """
+import stepsched as ss
+LR = ss.BatchScaled(ss.Warmup(ss.samples(8)) >> ss.Constant(0.1), base_batch_size=1,
+                    rule="sqrt")
+
+def scaled_run(scope):
+    x, y = onehot_data({n})
+    x, y = np.repeat(x, 2, axis=0), np.repeat(y, 2, axis=0)  # global batch = [e_k, e_k]
+    with scope:
+        model = onehot_model(LR, {n})
+    model.fit(x, y, batch_size=2, shuffle=False, epochs=1, verbose=0,
+              callbacks=[ss.callbacks.Plan()])
+    rate = model.optimizer._learning_rate
+    while not isinstance(rate, ss.BatchScaled):
+        rate = rate.arg("schedule")
+    return {{"rates": applied(model).tolist(), "batch": rate.arg("batch_size")}}
+"""
+
+
+def _check_global(out):
+    assert out["replicas"] == 2 and out["run"]["batch"] == 2  # the global batch, not 1
+    from tests.test_distribution import N
+
+    expected = (ss.Warmup(4) >> ss.Constant(0.1)).at(range(N)) * np.sqrt(2.0)
+    np.testing.assert_allclose(out["run"]["rates"], expected, rtol=RTOL)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute")
+def test_mirrored_strategy_resolves_samples_and_scaling_from_the_global_batch():
+    from tests.test_distribution import run_script
+
+    body = """
+import json
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+""" + DISTRIBUTED + """
+print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
+                  "run": scaled_run(strategy.scope())}}))
+"""
+    _check_global(run_script(body, {"KERAS_BACKEND": "tensorflow"}))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.distribution on JAX")
+def test_jax_data_parallel_resolves_samples_and_scaling_from_the_global_batch():
+    from tests.test_distribution import run_script
+
+    body = """
+import contextlib, json
+import keras
+devices = keras.distribution.list_devices("cpu")
+keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+""" + DISTRIBUTED + """
+print(json.dumps({{"replicas": len(devices), "run": scaled_run(contextlib.nullcontext())}}))
+"""
+    _check_global(run_script(body, {"KERAS_BACKEND": "jax",
+                                    "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}))
