@@ -46,7 +46,7 @@ ENTRIES = [
      20_000, None, False,
      "Hold the peak for most of the run and decay over the last 20 %."),
     ("sgdr", "Cosine with warm restarts (SGDR)",
-     "Restarts(Cosine(0.1, 1e-4, 1000), period_mult=2.0, decay=0.7, limit=4)", None, None,
+     "Restarts(Cosine(0.1, 1e-4, 1000), period_mult=2.0, scale=0.7, limit=4)", None, None,
      False, "Each cycle twice as long as the one before and scaled by 0.7."),
     ("epoch-steps", "Step decay at epoch boundaries",
      "Piecewise([epochs(30), epochs(60), epochs(80)], [0.1, 0.01, 1e-3, 1e-4])",
@@ -67,7 +67,7 @@ ENTRIES = [
      "Any piece can follow a warmup; the warmup ramps to wherever it begins."),
     ("exponential-warmup", "Exponential warmup and decay with a floor (log scale)",
      "Warmup(1000, start=1e-6, shape='exponential') >> "
-     "Exponential(1e-3, rate=0.5, every=2000, end=1e-6)", 20_000, None, True,
+     "Exponential(1e-3, rate=0.5, every=2000, limit=1e-6)", 20_000, None, True,
      "On a log scale an exponential warmup and an exponential decay are straight lines."),
     ("keras-restarts", "Keras's CosineDecayRestarts, composable",
      "CosineDecayRestarts(1e-3, first_decay_steps=1000)", 7_000, None, False,

@@ -66,7 +66,7 @@ def test_show_expression_prints_chart_table_and_writes_png(tmp_path, capsys):
 
 
 def test_show_json_file_round_trips_the_schedule(tmp_path, capsys):
-    schedule = ss.Restarts(ss.Warmup(50) >> ss.Cosine(1e-2, 1e-4, 450), decay=0.5, limit=3)
+    schedule = ss.Restarts(ss.Warmup(50) >> ss.Cosine(1e-2, 1e-4, 450), scale=0.5, limit=3)
     path = tmp_path / "schedule.json"
     path.write_text(json.dumps(keras.saving.serialize_keras_object(schedule)))
     loaded = load_spec(str(path))

@@ -386,7 +386,7 @@ ONE_LINERS = {
     "CosineDecayRestarts": (("CosineDecayRestarts", dict(initial_learning_rate=0.3,
                                                          first_decay_steps=20, t_mul=2.0,
                                                          m_mul=0.7, alpha=0.1)),
-                            ss.Restarts(ss.Cosine(0.27, 0.0, 20), period_mult=2, decay=0.7)
+                            ss.Restarts(ss.Cosine(0.27, 0.0, 20), period_mult=2, scale=0.7)
                             + 0.03),
 }
 

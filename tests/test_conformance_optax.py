@@ -45,11 +45,11 @@ CASES = {
     "exponential_decay-staircase-begin-end": (
         optax.exponential_decay(init_value=1.0, transition_steps=10, decay_rate=0.9,
                                 transition_begin=25, staircase=True, end_value=0.3),
-        ss.Constant(1.0, 25) >> ss.Exponential(1.0, 0.9, every=10, staircase=True, end=0.3)),
+        ss.Constant(1.0, 25) >> ss.Exponential(1.0, 0.9, every=10, staircase=True, limit=0.3)),
     "exponential_decay-growth-ceiling": (
         optax.exponential_decay(init_value=0.01, transition_steps=5, decay_rate=1.1,
                                 end_value=0.5),
-        ss.Exponential(0.01, 1.1, every=5, end=0.5)),
+        ss.Exponential(0.01, 1.1, every=5, limit=0.5)),
     "cosine_decay_schedule-exponent": (
         optax.cosine_decay_schedule(init_value=0.5, decay_steps=120, alpha=0.1, exponent=3.0),
         ss.Cosine(0.5, 0.05, 120, exponent=3.0)),
@@ -92,7 +92,7 @@ CASES = {
                                                 transition_begin=10, staircase=True,
                                                 end_value=0.01),
         ss.Linear(0.0, 1.0, 20) >> ss.Constant(1.0, 10)
-        >> ss.Exponential(1.0, 0.5, every=15, staircase=True, end=0.01)),
+        >> ss.Exponential(1.0, 0.5, every=15, staircase=True, limit=0.01)),
     "warmup_constant_schedule": (
         optax.warmup_constant_schedule(init_value=0.1, peak_value=2.0, warmup_steps=33),
         ss.Warmup(33, start=0.1) >> ss.Constant(2.0)),

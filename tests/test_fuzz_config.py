@@ -60,11 +60,11 @@ SEEDS = [keras.saving.serialize_keras_object(s) for s in [
     ss.Constant(0.1, 5),
     ss.Linear(1.0, 0.0, 10),
     ss.Cosine(1.0, 0.1, ss.epochs(2), exponent=2.0),
-    ss.Exponential(1.0, 0.9, every=3, staircase=True, end=0.01),
+    ss.Exponential(1.0, 0.9, every=3, staircase=True, limit=0.01),
     ss.Piecewise([3, 6], [1.0, 0.5, 0.1]),
     ss.Interpolate([0, 5, 9], [0.0, 1.0, 0.5], kind="cosine"),
     ss.Warmup(4, start=0.01, shape="exponential") >> ss.Polynomial(1.0, 0.0, 10, power=2.0),
-    ss.Restarts(ss.Cosine(1.0, 0.0, 4), period_mult=2.0, decay=0.5, limit=3),
+    ss.Restarts(ss.Cosine(1.0, 0.0, 4), period_mult=2.0, scale=0.5, limit=3),
     ss.Linear(1.0, 0.5, 5).clip(0.6, 0.9) * 2.0 + 0.1,
     ss.Linear(1.0, 0.0, 6).per_update(2),
     ss.Sequence([ss.Constant(1.0, 3), ss.Exponential(1.0, 0.5)], relative=False),
@@ -234,7 +234,7 @@ def test_random_json(config):
 @given(st.sampled_from(REGISTERED), st.dictionaries(
     st.sampled_from(["start", "end", "duration", "value", "rate", "every", "boundaries",
                      "values", "pieces", "piece", "schedule", "peak", "warmup", "total",
-                     "decay", "stable", "low", "high", "up", "down", "max_lr", "total_steps",
+                     "decay", "scale", "limit", "stable", "low", "high", "up", "down", "max_lr", "total_steps",
                      "initial_learning_rate", "decay_steps", "decay_rate", "d_model", "k",
                      "timescale", "multiplier", "state", "unit", "kind", "shape", "mode"]),
     json_values, max_size=6))

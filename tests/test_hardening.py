@@ -975,7 +975,7 @@ class _Kill(keras.callbacks.Callback):
 # A schedule with every kind of state-free trickiness: a warmup into restarts with growing
 # periods and decay, so a resume at the wrong step shows up as a wrong value.
 RESUME_SCHEDULE = ss.Warmup(5, start=0.05) >> ss.Restarts(ss.Cosine(1.0, 0.1, 6),
-                                                          period_mult=1.5, decay=0.8)
+                                                          period_mult=1.5, scale=0.8)
 
 
 def _onehot_model(rate, n):

@@ -340,8 +340,8 @@ RESTARTS = {
                       lambda i: 1e-3),
     "restarts-period-2": (lambda: ss.Restarts(ss.Cosine(1e-3, 0.0, 1000), period_mult=2.0),
                           20_000, lambda i: 1e-3),
-    "restarts-period-1.5-decay": (lambda: ss.Restarts(ss.Linear(1.0, 0.0, 7), period_mult=1.5,
-                                                      decay=0.5), 5_000, lambda i: 0.5 ** i),
+    "restarts-period-1.5-scale": (lambda: ss.Restarts(ss.Linear(1.0, 0.0, 7), period_mult=1.5,
+                                                      scale=0.5), 5_000, lambda i: 0.5 ** i),
     "restarts-fractional-period": (lambda: ss.Restarts(ss.Linear(1.0, 0.0, 2 / 7), limit=40), 12,
                                    lambda i: 1.0),
 }

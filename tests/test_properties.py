@@ -48,8 +48,8 @@ def compositions(draw):
     schedule = pieces[0] if len(pieces) == 1 else ss.Sequence(pieces)
     if draw(st.booleans()):
         schedule = ss.Restarts(schedule, period_mult=draw(st.sampled_from([1.0, 1.5, 2.0])),
-                               decay=draw(st.floats(0.3, 1.0)))
-        bounds.append((0.0, 0.0))  # decay may shrink the values towards 0
+                               scale=draw(st.floats(0.3, 1.0)))
+        bounds.append((0.0, 0.0))  # scale may shrink the values towards 0
     lo = min(min(p) for p in bounds)
     hi = max(max(p) for p in bounds)
     return schedule, lo, hi

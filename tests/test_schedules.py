@@ -30,9 +30,9 @@ CASES = {
     "exponential": (ss.Exponential(0.5, 0.9, every=10), lambda t: 0.5 * 0.9 ** (t / 10)),
     "exponential-staircase": (ss.Exponential(0.5, 0.9, every=10, staircase=True),
                               lambda t: 0.5 * 0.9 ** math.floor(t / 10)),
-    "exponential-floor": (ss.Exponential(0.5, 0.9, every=10, end=0.2),
+    "exponential-floor": (ss.Exponential(0.5, 0.9, every=10, limit=0.2),
                           lambda t: max(0.5 * 0.9 ** (t / 10), 0.2)),
-    "exponential-ceiling": (ss.Exponential(0.01, 1.05, end=0.5),
+    "exponential-ceiling": (ss.Exponential(0.01, 1.05, limit=0.5),
                             lambda t: min(0.01 * 1.05 ** min(t, 1e3), 0.5)),
     "exponential-duration": (ss.Exponential(0.5, 0.99, duration=50),
                              lambda t: 0.5 * 0.99 ** min(t, 50)),
@@ -63,7 +63,7 @@ CASES = {
     "restarts": (ss.Restarts(ss.Linear(1.0, 0.1, 40)),
                  lambda t: 1.0 - 0.9 * (t % 40) / 40),
     "restarts-mult-decay": (
-        ss.Restarts(ss.Cosine(1.0, 0.1, 10), period_mult=2.0, decay=0.5),
+        ss.Restarts(ss.Cosine(1.0, 0.1, 10), period_mult=2.0, scale=0.5),
         lambda t: (lambda i: 0.5 ** i * (0.1 + 0.9 * 0.5 * (1 + math.cos(
             math.pi * (t - 10 * (2 ** i - 1)) / (10 * 2 ** i)))))(
             int(math.floor(math.log2(t / 10 + 1))))),
@@ -142,7 +142,7 @@ def test_huge_steps_are_finite_and_match_float64(name):
 
 
 def test_restart_phase_is_exact_at_huge_steps():
-    s = ss.Restarts(ss.Cosine(1.0, 0.0, 1000), period_mult=1.5, decay=0.999)
+    s = ss.Restarts(ss.Cosine(1.0, 0.0, 1000), period_mult=1.5, scale=0.999)
     np.testing.assert_allclose(graph_values(s, HUGE), s.at(HUGE), rtol=2e-6, atol=1e-7)
 
 
@@ -301,10 +301,10 @@ BAD = [
     (lambda: ss.Exponential(1.0, 0.0), ValueError, "rate"),
     (lambda: ss.Exponential(1.0, -0.5), ValueError, "rate"),
     (lambda: ss.Exponential(1.0, 0.5, every=0), ValueError, "every"),
-    (lambda: ss.Exponential(1.0, 0.5, end=2.0), ValueError, "end"),
-    (lambda: ss.Exponential(1.0, 1.5, end=0.5), ValueError, "end"),
+    (lambda: ss.Exponential(1.0, 0.5, limit=2.0), ValueError, "limit"),
+    (lambda: ss.Exponential(1.0, 1.5, limit=0.5), ValueError, "limit"),
     (lambda: ss.Exponential(1.0, 0.5, staircase="yes"), TypeError, "staircase"),
-    (lambda: ss.Exponential(1.0, 1.5), ValueError, "end"),
+    (lambda: ss.Exponential(1.0, 1.5), ValueError, "limit"),
     (lambda: ss.Polynomial(1.0, 0.0, 10, power=-1), ValueError, "power"),
     (lambda: ss.Piecewise([10, 10], [1, 2, 3]), ValueError, "strictly increasing"),
     (lambda: ss.Piecewise([10, 5], [1, 2, 3]), ValueError, "strictly increasing"),

@@ -202,9 +202,9 @@ class Restarts(Schedule):
     r"""Repeat a finite piece (SGDR, torch ``CosineAnnealingWarmRestarts``).
 
     Cycle ``i`` lasts ``d * period_mult**i`` steps (the piece stretched to fit)
-    and is scaled by ``decay**i``; after ``limit`` cycles the final value holds.
+    and is scaled by ``scale**i``; after ``limit`` cycles the final value holds.
 
-    .. math:: \eta(t) = \text{decay}^{i}\; p\!\left(\frac{t - S_i}{m^{i}}\right),\quad
+    .. math:: \eta(t) = \text{scale}^{i}\; p\!\left(\frac{t - S_i}{m^{i}}\right),\quad
               S_i = d\,\frac{m^{i} - 1}{m - 1}\;(= d\,i \text{ if } m = 1)
 
     >>> Restarts(Linear(1.0, 0.0, 2)).at(range(5)).tolist()
@@ -213,19 +213,19 @@ class Restarts(Schedule):
 
     exact_step = True
 
-    def __init__(self, piece: Schedule, period_mult: float = 1.0, decay: float = 1.0,
+    def __init__(self, piece: Schedule, period_mult: float = 1.0, scale: float = 1.0,
                  limit: int | None = None):
         piece = as_schedule(piece, "piece")
         check_finite_piece("piece", piece)
         super().__init__(piece=piece,
                          period_mult=_validate.number("period_mult", period_mult, positive=True),
-                         decay=_validate.number("decay", decay, nonnegative=True),
+                         scale=_validate.number("scale", scale, nonnegative=True),
                          limit=_validate.integer("limit", limit, minimum=1, allow_none=True))
         if self.arg("period_mult") < 1.0:
             raise ValueError(f"period_mult must be >= 1, got {period_mult!r}")
-        if self.arg("decay") > 1.0 and limit is None:
-            raise ValueError(f"decay={decay!r} > 1 grows without bound: give limit (a number of "
-                             "cycles) or a decay <= 1")
+        if self.arg("scale") > 1.0 and limit is None:
+            raise ValueError(f"scale={scale!r} > 1 grows without bound: give limit (a number of "
+                             "cycles) or a scale <= 1")
 
     def _cycle_start(self, i, xp):
         d, m = self.arg("piece").duration, self.arg("period_mult")
@@ -263,7 +263,7 @@ class Restarts(Schedule):
 
     def _formula(self, t, xp):
         piece = self.arg("piece")
-        d, m, decay, limit = (piece.duration, self.arg("period_mult"), self.arg("decay"),
+        d, m, decay, limit = (piece.duration, self.arg("period_mult"), self.arg("scale"),
                               self.arg("limit"))
         if m == 1.0:
             i, local = xp.floordiv(t, d)

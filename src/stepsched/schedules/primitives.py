@@ -89,7 +89,7 @@ class Exponential(Schedule):
     .. math:: \eta(t) = \text{start}\cdot\text{rate}^{\,e(t)}, \quad
               e(t) = t/\text{every} \;\; (\lfloor t/\text{every} \rfloor \text{ if staircase})
 
-    ``end`` bounds the value (a floor when ``rate < 1``, a ceiling when
+    ``limit`` bounds the value (a floor when ``rate < 1``, a ceiling when
     ``rate > 1``); with a ``duration`` the value holds after it.
 
     >>> float(Exponential(1.0, 0.5, every=10).at(20))
@@ -97,33 +97,33 @@ class Exponential(Schedule):
     """
 
     def __init__(self, start: float, rate: float, every: int | Duration = 1,
-                 staircase: bool = False, end: float | None = None,
+                 staircase: bool = False, limit: float | None = None,
                  duration: int | Duration | None = None):
         start = _validate.number("start", start)
         rate = _validate.number("rate", rate, positive=True)
-        end = _validate.number("end", end, allow_none=True)
-        if end is not None:
-            if rate < 1 and end > start:
-                raise ValueError(f"end is a floor when rate < 1, so it must be <= start={start}; "
-                                 f"got end={end}")
-            if rate > 1 and end < start:
-                raise ValueError(f"end is a ceiling when rate > 1, so it must be >= "
-                                 f"start={start}; got end={end}")
+        limit = _validate.number("limit", limit, allow_none=True)
+        if limit is not None:
+            if rate < 1 and limit > start:
+                raise ValueError(f"limit is a floor when rate < 1, so it must be <= "
+                                 f"start={start}; got limit={limit}")
+            if rate > 1 and limit < start:
+                raise ValueError(f"limit is a ceiling when rate > 1, so it must be >= "
+                                 f"start={start}; got limit={limit}")
         elif rate > 1 and duration is None:
-            raise ValueError(f"rate={rate} > 1 grows without bound: give end (a ceiling) or "
+            raise ValueError(f"rate={rate} > 1 grows without bound: give limit (a ceiling) or "
                              "duration (after which the value holds)")
         elif (rate > 1 and not isinstance(duration, Duration) and not isinstance(every, Duration)
               and abs(start) > 0):
             growth = math.log(abs(start)) + math.log(rate) * (duration / every)
             if growth > math.log(_validate.FLOAT32_MAX):
                 raise ValueError(f"rate={rate} over duration={duration} grows start={start} past "
-                                 "float32 range; give end (a ceiling) or a shorter duration")
+                                 "float32 range; give limit (a ceiling) or a shorter duration")
         super().__init__(start=start, rate=rate, every=duration_arg("every", every),
-                         staircase=_validate.boolean("staircase", staircase), end=end,
+                         staircase=_validate.boolean("staircase", staircase), limit=limit,
                          duration=duration_arg("duration", duration, allow_none=True))
 
     def _formula(self, t, xp):
-        start, rate, end = self.arg("start"), self.arg("rate"), self.arg("end")
+        start, rate, end = self.arg("start"), self.arg("rate"), self.arg("limit")
         e = t / self.arg("every")
         if self.arg("staircase"):
             e = xp.floor(e)
