@@ -34,7 +34,7 @@ class Duration:
     ``"samples"`` or ``"tokens"`` (with ``per``, the tokens per sample)."""
 
     UNITS = ("steps", "epochs", "fraction", "samples", "tokens")
-    #: units resolved from the batch size of fit() (see stepsched.units)
+    #: units resolved from the batch size of fit() (see stepsched.schedules.batch)
     BATCH_UNITS = ("samples", "tokens")
 
     def __init__(self, unit: str, value: float, per: float | None = None):
@@ -58,8 +58,8 @@ class Duration:
             if batch_size is None:
                 raise UnresolvedDurationError(
                     f"{self!r} needs the batch size. Any stepsched callback reads it from "
-                    "fit() (or pass batch_size=N to stepsched.callbacks.Plan); by hand: "
-                    "stepsched.units.resolve_batch(schedule, batch_size)")
+                    "fit(); by hand: stepsched.schedules.batch.resolve_batch(schedule, "
+                    "batch_size) returns a copy in steps")
             samples = self.value if self.unit == "samples" else self.value / self.per
             return samples / batch_size
         if self.unit == "epochs":
