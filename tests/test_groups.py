@@ -336,3 +336,17 @@ def test_layerwise_decay_by_depth_with_the_head_at_one():
     assert groups[-1].is_default and groups[-1].multiplier is None
     with pytest.raises(ValueError, match="decay must be in"):
         so.layerwise(layers, 1.5)
+
+
+def test_the_fine_tuning_guide_runs():
+    """docs/guide/fine-tuning.md: its code runs top to bottom."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parent.parent / "docs/guide/fine-tuning.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 4
+    namespace = {"__name__": "guide"}
+    for block in blocks:
+        exec(compile(block, "fine-tuning.md", "exec"), namespace)  # noqa: S102
+    assert namespace["values"][0]["learning_rate/embeddings"] == 0.0

@@ -35,7 +35,7 @@ def _data(n=64, d=4, k=2, seed=0):
     return x, (x @ rng.normal(size=(d, k))).astype("float32")
 
 
-def _model(optimizer, eager=False, spe=1, jit=True):
+def _model(optimizer, eager=False, spe=1, jit=BACKEND != "torch"):
     keras.utils.set_random_seed(1)
     inputs = keras.Input((4,))
     outputs = keras.layers.Dense(2, name="head")(keras.layers.Dense(3, name="body")(inputs))
@@ -333,3 +333,17 @@ def test_durations_in_fractions_need_a_plan():
     _model(opt).fit(x, y, batch_size=4, verbose=0)
     # the schedule as written is what the config keeps
     assert opt.get_config()["momentum"]["class_name"] == "OneCycleMomentum"
+
+
+def test_the_migration_momentum_section_runs():
+    """docs/migration.md, section "Momentum and beta_1": its code block runs."""
+    import pathlib
+    import re
+
+    page = (pathlib.Path(__file__).parent.parent / "docs/migration.md").read_text()
+    section = page[page.index("## Momentum and beta_1"):]
+    block = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    namespace = {"__name__": "migration"}
+    exec(compile(block, "docs/migration.md", "exec"), namespace)  # noqa: S102
+    assert isinstance(namespace["optimizer"], so.AdamW)
+    assert int(keras.ops.convert_to_numpy(namespace["optimizer"].iterations)) == 40
