@@ -53,7 +53,11 @@ SETTINGS = settings(max_examples=_HUNT or 300, deadline=2000, derandomize=not _H
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                     database=None)
 
-REGISTERED = sorted(k for k in keras.saving.get_custom_objects() if k.startswith("stepsched>"))
+# the schedule classes (stepsched.optimizers registers optimizers too: their configs are
+# Keras optimizer configs, loaded by Keras's own code)
+REGISTERED = sorted(k for k, v in keras.saving.get_custom_objects().items()
+                    if k.startswith("stepsched>") and isinstance(v, type)
+                    and issubclass(v, (ss.Schedule, ss.Duration)))
 
 # Real configs: every kind of argument (durations, lists, nested schedules, recipes).
 SEEDS = [keras.saving.serialize_keras_object(s) for s in [

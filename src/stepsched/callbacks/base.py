@@ -132,7 +132,11 @@ def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
             f"the durations in {rate!r} cannot be turned into steps. Pass steps_per_epoch=N to "
             "fit(), or call schedule.resolve(steps_per_epoch=..., total_steps=...), which "
             "returns a resolved copy, and give that copy to the optimizer") from err
+    # stepsched.optimizers: the schedules of the other hyperparameters and of the groups
+    replanned = bool(getattr(optimizer, "plan", None)) and optimizer.plan(*fit_context(params))
     if new is rate:
+        if replanned:
+            _keras.retrace(model)
         return
     _keras.replace_schedule(optimizer, new)
     _warn_if_longer_than_run(new, context)

@@ -159,6 +159,12 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         return self._formula(t if self.exact_step else xp.float(t), xp)
 
     def __call__(self, step):
+        if _math.TRACE_REUSE and keras.backend.backend() == "tensorflow" and \
+                isinstance(step, keras.Variable):
+            return _math.once_per_trace(self, step, self._value)
+        return self._value(step)
+
+    def _value(self, step):
         ops = keras.ops
         step = ops.convert_to_tensor(step)
         if _math.TORCH_TABLES and keras.backend.backend() == "torch":
