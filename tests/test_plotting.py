@@ -230,6 +230,11 @@ KEY_STEP_EXAMPLES = {
     "Planned": (lambda: Planned(ss.Warmup(ss.fraction(0.1)) >> ss.Linear(1.0, 0.0, ss.fraction(0.9)),
                                 total_steps=100), 100, [10]),
     "Scaled": (lambda: ss.callbacks.Scaled(_child(), multiplier=0.5), 100, [5]),
+    # the child's boundary at 5, then the cooldown from 30 to 50
+    "Cooldown": (lambda: ss.Cooldown(_child(), 20, start_step=30), 100, [5, 30, 50]),
+    "BatchScaled": (lambda: ss.BatchScaled(_child(), 32, batch_size=64), 100, [5]),
+    "Extended": (lambda: ss.Extended(_child(), ss.Warmup(10) >> ss.Constant(0.5), at=40), 100,
+                 [5, 40, 50]),  # the child's boundary, the new phase, its warmup's end
     "ExponentialDecay": (lambda: ss.ExponentialDecay(1.0, 10, 0.5), 100, []),
     "PiecewiseConstantDecay": (lambda: ss.PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.1]), 100,
                                [11, 21]),  # Keras switches one step after each boundary
