@@ -350,3 +350,26 @@ def test_the_fine_tuning_guide_runs():
     for block in blocks:
         exec(compile(block, "fine-tuning.md", "exec"), namespace)  # noqa: S102
     assert namespace["values"][0]["learning_rate/embeddings"] == 0.0
+
+
+def test_logger_writes_every_scheduled_value_and_each_group_rate():
+    inputs = keras.Input((3,))
+    body = keras.layers.Dense(4, name="body")
+    head = keras.layers.Dense(1, name="head")
+    model = keras.Model(inputs, head(body(inputs)))
+    lr = ss.Warmup(4) >> ss.Cosine(0.01, 0.0, 12)
+    beta_1 = ss.Linear(0.95, 0.85, 16)
+    model.compile(loss="mse", optimizer=so.Adam(lr, beta_1=beta_1, groups=[
+        so.Group("body", layers=[body], multiplier=ss.Constant(0.1)), so.Group("head")]))
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    seen = []
+    recorder = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(dict(logs)))
+    history = model.fit(x, x[:, :1], batch_size=4, epochs=4, verbose=0, shuffle=False,
+                        callbacks=[ss.callbacks.LearningRateLogger(), recorder])
+    steps = np.arange(16)
+    np.testing.assert_allclose([s["beta_1"] for s in seen], beta_1.at(steps), rtol=1e-6)
+    np.testing.assert_allclose([s["learning_rate/head"] for s in seen], lr.at(steps), rtol=1e-6)
+    np.testing.assert_allclose([s["learning_rate/body"] for s in seen], 0.1 * lr.at(steps),
+                               rtol=1e-6)
+    np.testing.assert_allclose(history.history["beta_1"], beta_1.at([3, 7, 11, 15]), rtol=1e-6)

@@ -69,6 +69,10 @@ class LearningRateLogger(StepschedCallback):
     caught up there, so within such an epoch the logged rate may run ahead
     by the number of skipped steps.
 
+    With a ``stepsched.optimizers`` optimizer it also writes every scheduled
+    hyperparameter (``"beta_1"``, ``"momentum"``, ...) and each variable
+    group's rate (``"learning_rate/<group>"``, ``"weight_decay/<group>"``).
+
     Order matters for ``TensorBoard``: it writes the batch logs when its own
     hook runs, so a logger placed after it goes unseen there; a warning is
     issued when training begins in that case. (At epoch ends ``TensorBoard``
@@ -138,12 +142,21 @@ class LearningRateLogger(StepschedCallback):
         # another Keras schedule or a callable: evaluated through the model
         return applied_rate(self.model.optimizer, max(step - 1, 0))
 
+    def _write(self, logs) -> None:
+        if logs is None:
+            return
+        step = self._counter.step
+        logs["learning_rate"] = rate = self._rate(step)
+        if getattr(self._optimizer, "_stepsched", None) is not None:
+            # stepsched.optimizers: every scheduled hyperparameter and each group's rate
+            from ..optimizers import scheduled_values
+
+            logs.update(scheduled_values(self._optimizer, max(step - 1, 0), rate))
+
     def on_train_batch_end(self, batch, logs=None):
         self._counter.batch_end(self, batch)
-        if logs is not None:
-            logs["learning_rate"] = self._rate(self._counter.step)
+        self._write(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         self._counter.epoch_end(self)
-        if logs is not None:
-            logs["learning_rate"] = self._rate(self._counter.step)
+        self._write(logs)

@@ -404,11 +404,12 @@ class ScheduledOptimizer:
         return config
 
 
-def scheduled_values(optimizer, step: int) -> dict[str, float]:
+def scheduled_values(optimizer, step: int, rate: float | None = None) -> dict[str, float]:
     """Host values at ``step`` of every scheduled hyperparameter and each group's rate.
 
     Keys as a logger writes them: ``"beta_1"``, ``"learning_rate/<group>"``,
-    ``"weight_decay/<group>"``; empty for a plain Keras optimizer.
+    ``"weight_decay/<group>"``; empty for a plain Keras optimizer. ``rate``:
+    the base rate at ``step`` when the caller knows it (else it is read).
     """
     from ..callbacks.base import inner_optimizer
 
@@ -419,8 +420,10 @@ def scheduled_values(optimizer, step: int) -> dict[str, float]:
     out = {name: float(s.at(step)) for name, s in st.schedules.items()}
     if not st.groups:
         return out
-    rate = _keras.rate_of(optimizer)
-    if isinstance(rate, Schedule):
+    given, rate = rate, _keras.rate_of(optimizer)
+    if given is not None:
+        base = float(given)
+    elif isinstance(rate, Schedule):
         base = float(rate.at(step))
     else:
         base = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
