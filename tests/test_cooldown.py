@@ -198,14 +198,16 @@ def test_file_signal_wall_clock_and_plateau_triggers(tmp_path):
     np.testing.assert_allclose(applied(model), folded.reshape(4, 8).sum(0), rtol=RTOL)
 
 
-def test_kill_and_resume_during_the_cooldown_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("spe", [1, pytest.param(8, marks=needs_spe)])
+def test_kill_and_resume_during_the_cooldown_matches_an_uninterrupted_run(spe, tmp_path):
     """Train, trigger at step 12, BackupAndRestore after each epoch, die at the end of
     epoch 3 (mid-cooldown), resume in a fresh model: every applied rate as uninterrupted."""
     n, epochs = 8, 6
+    start = 12 if spe == 1 else 16  # at spe=8 the first hook at or after step 12 is at 16
     lr = ss.Warmup(ss.epochs(1)) >> ss.Constant(0.5)
 
     def run(callbacks, trigger=True):
-        model = onehot_model(lr, n)
+        model = onehot_model(lr, n, steps_per_execution=spe)
         cb = ss.callbacks.CooldownOnDemand(duration=20, shape="cosine", end=0.01, stop=False)
         extra = [AtStep(12, cb.start_cooldown)] if trigger else []
         try:
@@ -215,8 +217,9 @@ def test_kill_and_resume_during_the_cooldown_matches_an_uninterrupted_run(tmp_pa
         return model, cb
 
     whole, cb_whole = run([])
-    assert cb_whole.start_step == 12
-    expected = expected_rates(lr.resolve(steps_per_epoch=n), 20, "cosine", 0.01, 12, n * epochs)
+    assert cb_whole.start_step == start
+    expected = expected_rates(lr.resolve(steps_per_epoch=n), 20, "cosine", 0.01, start,
+                              n * epochs)
     np.testing.assert_allclose(applied(whole), expected.astype(np.float64).reshape(-1, n).sum(0),
                                rtol=RTOL)
 
@@ -228,7 +231,7 @@ def test_kill_and_resume_during_the_cooldown_matches_an_uninterrupted_run(tmp_pa
     backup = str(tmp_path / "backup")
     run([keras.callbacks.BackupAndRestore(backup), Die()])
     resumed, cb = run([keras.callbacks.BackupAndRestore(backup)], trigger=False)
-    assert cb.start_step == 12  # from the backup, not from a trigger
+    assert cb.start_step == start  # from the backup, not from a trigger
     assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == n * epochs
     np.testing.assert_allclose(applied(resumed), applied(whole), rtol=RTOL)
 
