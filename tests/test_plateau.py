@@ -372,3 +372,12 @@ def test_two_plateau_callbacks_on_one_optimizer_are_refused():
     with pytest.raises(ValueError, match="two stepsched ReduceLROnPlateau"):
         model.fit(x, y, batch_size=2, verbose=0, callbacks=[
             ReduceLROnPlateau(monitor="loss", every=2), ReduceLROnPlateau(monitor="loss")])
+
+
+def test_a_batch_level_backup_before_the_plateau_callback_warns(tmp_path):
+    model = probe_model(0.1)
+    x, y = probe_data(4)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "b"), save_freq=2)
+    with pytest.warns(UserWarning, match="put ReduceLROnPlateau first"):
+        model.fit(x, y, batch_size=2, verbose=0,
+                  callbacks=[backup, ReduceLROnPlateau(monitor="loss", every=2)])

@@ -328,9 +328,26 @@ class ReduceLROnPlateau(StepschedCallback):
                     "share one multiplier and one state; use one callback per optimizer")
         self._counter.reset()
         self._reader = _stats.RunningMeanReader()
-        ema = self.plateau.values
-        self._ema = (None if self.smoothing is None else
-                     _stats.EMA(self.smoothing, ema.get("ema", 0.0), int(ema.get("ema_count", 0))))
+        self._ema = None  # read from the state at the first batch, after any restore
+        self._warn_if_backed_up_before(callbacks)
+
+    def _warn_if_backed_up_before(self, callbacks) -> None:
+        """A batch-level backup placed before this callback saves a check step's state
+        before the check: on resume that check is lost."""
+        if callbacks is None or self.every is None:
+            return
+        order = list(callbacks.callbacks)
+        mine = next(i for i, c in enumerate(order) if c is self)
+        for c in order[:mine]:
+            if isinstance(c, (keras.callbacks.BackupAndRestore, keras.callbacks.ModelCheckpoint)) \
+                    and getattr(c, "save_freq", "epoch") != "epoch":
+                import warnings
+
+                warnings.warn(
+                    f"{type(c).__name__}(save_freq={c.save_freq!r}) comes before "
+                    "ReduceLROnPlateau in the callback list, so a backup at a check step is "
+                    "written before that check and a resumed run loses it; put "
+                    "ReduceLROnPlateau first", stacklevel=3)
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
@@ -345,7 +362,11 @@ class ReduceLROnPlateau(StepschedCallback):
         done = self._counter.batch_end(self, batch)
         value = self._reader.read(float(logs[self.monitor]), self._counter.batches)
         step = self._counter.step
-        if self._ema is not None:
+        if self.smoothing is not None:
+            if self._ema is None:
+                state = self.plateau.values
+                self._ema = _stats.EMA(self.smoothing, state.get("ema", 0.0),
+                                       int(state.get("ema_count", 0)))
             value = self._ema.update(value)
             self.plateau.values.update({"ema": self._ema.average,
                                         "ema_count": float(self._ema.count)})
