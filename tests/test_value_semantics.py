@@ -14,15 +14,7 @@ import pytest
 
 import stepsched as ss
 from tests.test_exactness import RTOL, applied, fit, onehot_data, onehot_model
-
-
-class _BatchRates(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.rates = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.rates.append(logs["learning_rate"])
+from tests.test_exactness import _BatchLogs as _BatchRates
 
 
 @pytest.mark.filterwarnings("ignore:the plan of the learning-rate schedule changed")

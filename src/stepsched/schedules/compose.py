@@ -312,14 +312,7 @@ class Restarts(Schedule):
         d, m, limit = self.arg("piece").duration, self.arg("period_mult"), self.arg("limit")
         count = self.MAX_KEY_STEPS + 1 if limit is None else min(limit, self.MAX_KEY_STEPS + 1)
         if m == 1.0:  # _formula: i = floor(t / d)
-            starts = []
-            for i in range(1, count):
-                s = d * i
-                while math.floor(s / d) < i:
-                    s = float(np.nextafter(s, math.inf))
-                if s > horizon:
-                    break
-                starts.append(s)
+            starts = periodic_starts(d, count, horizon)
         else:
             table = self._start_table(horizon)
             if table is not None:  # _formula: the tabulated starts
@@ -332,6 +325,20 @@ class Restarts(Schedule):
                         break
                     starts.append(s)
         return [(float(s), "restart") for s in starts]
+
+
+def periodic_starts(d: float, count: int, horizon: float) -> list[float]:
+    """Starts of cycles 1, 2, ... (fewer than ``count``) in ``(0, horizon]`` for cycles of
+    length ``d`` found with ``floor(t / d)``: the first step at which the index is ``i``."""
+    starts = []
+    for i in range(1, count):
+        s = d * i
+        while math.floor(s / d) < i:
+            s = float(np.nextafter(s, math.inf))
+        if s > horizon:
+            break
+        starts.append(s)
+    return starts
 
 
 class Wrapper(Schedule):

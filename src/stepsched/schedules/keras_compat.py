@@ -32,6 +32,7 @@ from .. import _validate
 from ..durations import Duration, duration_arg
 from . import _math
 from .base import Recipe, Schedule
+from .compose import periodic_starts
 from .primitives import Constant, Cosine, Linear, Piecewise
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
@@ -407,14 +408,7 @@ class CosineDecayRestarts(Schedule):
         d, tm = self.arg("first_decay_steps"), self.arg("t_mul")
         n = self.MAX_KEY_STEPS + 1
         if tm == 1.0:  # _cycle: i = floor(t / d)
-            starts = []
-            for i in range(1, n):
-                s = d * i
-                while math.floor(s / d) < i:
-                    s = float(np.nextafter(s, math.inf))
-                if s > horizon:
-                    break
-                starts.append(s)
+            starts = periodic_starts(d, n, horizon)
         else:
             log_t = math.log1p(tm - 1.0)
             count = math.log1p(horizon * (tm - 1.0) / d) / log_t + 3
