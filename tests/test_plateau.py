@@ -381,3 +381,13 @@ def test_a_batch_level_backup_before_the_plateau_callback_warns(tmp_path):
     with pytest.warns(UserWarning, match="put ReduceLROnPlateau first"):
         model.fit(x, y, batch_size=2, verbose=0,
                   callbacks=[backup, ReduceLROnPlateau(monitor="loss", every=2)])
+
+
+def test_a_reduction_reaches_a_finite_schedule_on_every_backend():
+    """The multiplier is read at every step (no table of values made before a reduction)."""
+    scaled = Scaled(ss.Linear(1.0, 0.0, 100))
+    before = float(keras.ops.convert_to_numpy(scaled(keras.ops.convert_to_tensor(5, "int32"))))
+    scaled.multiplier.assign(0.5)
+    after = float(keras.ops.convert_to_numpy(scaled(keras.ops.convert_to_tensor(5, "int32"))))
+    assert before == pytest.approx(0.95) and after == pytest.approx(0.475)
+    assert float(scaled.at(5)) == pytest.approx(0.475)

@@ -131,6 +131,9 @@ class Scaled(Wrapper):
     0.05
     """
 
+    #: the value reads the multiplier variable: never tabulated ahead
+    reads_variables = True
+
     def __init__(self, schedule: Schedule | float, multiplier: float = 1.0,
                  min_lr: float = 0.0, state: dict | None = None):
         schedule = as_schedule(schedule, "schedule")

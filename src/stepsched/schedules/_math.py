@@ -580,7 +580,28 @@ def _split_tail(schedule):
     return None
 
 
+def reads_variables(schedule) -> bool:
+    """Whether the schedule's value depends on a variable (a plateau multiplier, a
+    cooldown's start): its host values cannot be tabulated ahead."""
+    from .base import Recipe
+    from .planned import Planned
+
+    todo = [schedule]
+    while todo:
+        s = todo.pop()
+        if getattr(s, "reads_variables", False):
+            return True
+        todo.extend(s._children())
+        if isinstance(s, Planned):
+            todo.append(s.resolved)
+        elif isinstance(s, Recipe) and not s.is_symbolic:
+            todo.append(s._built())
+    return False
+
+
 def _host_table(schedule):
+    if reads_variables(schedule):
+        return None
     split = _split_tail(schedule)
     if split is None or split[0] + 1 > TABLE_MAX:
         return None

@@ -118,6 +118,8 @@ class Cooldown(Schedule):
     """
 
     SHAPES = ("linear", "cosine", "1-sqrt")
+    #: the value reads the start variable: never tabulated ahead
+    reads_variables = True
     exact_step = True
 
     def __init__(self, schedule: Schedule | float, duration: float, shape: str = "1-sqrt",
