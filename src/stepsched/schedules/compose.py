@@ -51,7 +51,7 @@ class Warmup(Schedule):
         if shape == "linear":
             return start + (target - start) * u
         if shape == "cosine":
-            return target + (start - target) * (0.5 * (1.0 + xp.cos(math.pi * u)))
+            return target + (start - target) * _math.half_cosine(1.0 - u, xp)
         if target <= 0:
             raise ValueError(f"Warmup(shape='exponential') needs a positive target, but the "
                              f"next piece begins at {target!r}")

@@ -7,12 +7,11 @@ the progress through the piece.
 
 from __future__ import annotations
 
-import math
-
 import keras
 
 from .. import _validate
 from ..durations import Duration, duration_arg
+from . import _math
 from .base import Schedule
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
@@ -89,7 +88,7 @@ class KDecay(Schedule):
     def _formula(self, t, xp):
         start, end, k = self.arg("start"), self.arg("end"), self.arg("k")
         v = xp.power(t / self.duration, k)
-        g = 0.5 * (1.0 + xp.cos(math.pi * v)) if self.arg("shape") == "cosine" else 1.0 - v
+        g = _math.half_cosine(1.0 - v, xp) if self.arg("shape") == "cosine" else 1.0 - v
         return end + (start - end) * g
 
 

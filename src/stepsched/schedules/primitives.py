@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _validate
 from ..durations import Duration, duration_arg
+from . import _math
 from .base import Schedule
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
@@ -75,8 +76,7 @@ class Cosine(Schedule):
     def _formula(self, t, xp):
         start, end, p = self.arg("start"), self.arg("end"), self.arg("exponent")
         d = self.duration
-        half = xp.sin((0.5 * math.pi) * ((d - t) / d))  # = cos(pi u / 2), exactly 0 at t = d
-        c = half * half  # = (1 + cos(pi u)) / 2, exactly 0 at the end (a power keeps it 0)
+        c = _math.half_cosine((d - t) / d, xp)  # exactly 0 at t = d (a power keeps it 0)
         if p != 1.0:
             c = xp.power(c, p)
         return end + (start - end) * c
@@ -251,7 +251,7 @@ class Interpolate(Schedule):
         y0, y1 = xp.gather(v, j - 1), xp.gather(v, j)
         frac = xp.minimum(xp.maximum(local / xp.gather(widths, j), 0.0), 1.0)
         if self.arg("kind") == "cosine":
-            return y1 + (y0 - y1) * (0.5 * (1.0 + xp.cos(math.pi * frac)))
+            return y1 + (y0 - y1) * _math.half_cosine(1.0 - frac, xp)
         return y0 + (y1 - y0) * frac
 
     def key_steps(self, horizon: float) -> list[tuple[float, str]]:
