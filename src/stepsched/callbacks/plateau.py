@@ -38,6 +38,7 @@ import keras
 import numpy as np
 
 from .. import _keras, _stats, _validate
+from .._state import RunState
 from ..schedules import _math
 from ..schedules.base import Schedule, _serialize, as_schedule
 from ..schedules.compose import Wrapper
@@ -75,12 +76,8 @@ def _multiplier_arg(multiplier) -> float:
     return multiplier
 
 
-class PlateauState(keras.metrics.Metric):
-    """The state of one plateau reduction: the multiplier (a variable) and the bookkeeping.
-
-    A ``keras.metrics.Metric`` only so that Keras's weights files walk into it
-    from the optimizer it is attached to; it is never a metric of a model.
-    """
+class PlateauState(RunState):
+    """The state of one plateau reduction: the multiplier (a variable) and the bookkeeping."""
 
     def __init__(self, multiplier: float = 1.0, state: dict | None = None):
         super().__init__(name="stepsched_plateau", dtype="float32")
@@ -92,22 +89,11 @@ class PlateauState(keras.metrics.Metric):
     def multiplier_value(self) -> float:
         return float(keras.ops.convert_to_numpy(self.multiplier.value))
 
-    def update_state(self, *args, **kwargs):  # never used as a metric
-        pass
-
-    def result(self):
-        return self.multiplier.value
-
-    def reset_state(self):  # Keras resets metrics each epoch: nothing to forget here
-        pass
-
-    def save_own_variables(self, store) -> None:
+    def save_state(self, store) -> None:
         store["0"] = np.asarray(self.multiplier_value, np.float32)
         store["1"] = np.asarray([self.values.get(k, np.nan) for k in STATE_KEYS], np.float64)
 
-    def load_own_variables(self, store) -> None:
-        if store is None or "0" not in store.keys():  # a file from a run without the callback
-            return
+    def load_state(self, store) -> None:
         self.multiplier.assign(np.asarray(store["0"], np.float32))
         values = np.asarray(store["1"], np.float64)
         self.values = {k: float(v) for k, v in zip(STATE_KEYS, values, strict=False)

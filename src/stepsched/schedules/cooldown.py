@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from .. import _validate
+from .._state import RunState
 from . import _math
 from .base import Schedule, _serialize, as_schedule
 from .extra import SqrtDecay
@@ -51,12 +52,8 @@ def _start_arg(start_step) -> int | None:
     return start_step
 
 
-class CooldownState(keras.metrics.Metric):
-    """The step at which the cooldown starts (``-1``: not started), in an int32 variable.
-
-    A ``keras.metrics.Metric`` only so that Keras's weights files walk into it
-    from the optimizer it is attached to; it is never a metric of a model.
-    """
+class CooldownState(RunState):
+    """The step at which the cooldown starts (``-1``: not started), in an int32 variable."""
 
     def __init__(self, start_step: int | None = None):
         super().__init__(name="stepsched_cooldown", dtype="float32")
@@ -73,21 +70,10 @@ class CooldownState(keras.metrics.Metric):
     def set_start(self, step: int | None) -> None:
         self.start.assign(NOT_STARTED if step is None else int(step))
 
-    def update_state(self, *args, **kwargs):  # never used as a metric
-        pass
-
-    def result(self):
-        return self.start.value
-
-    def reset_state(self):  # Keras resets metrics each epoch: nothing to forget here
-        pass
-
-    def save_own_variables(self, store) -> None:
+    def save_state(self, store) -> None:
         store["0"] = np.asarray(keras.ops.convert_to_numpy(self.start.value), np.int32)
 
-    def load_own_variables(self, store) -> None:
-        if store is None or "0" not in store.keys():  # a file from a run without a cooldown
-            return
+    def load_state(self, store) -> None:
         self.start.assign(np.asarray(store["0"], np.int32))
 
 
