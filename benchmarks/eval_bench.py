@@ -13,7 +13,8 @@ evaluated as the optimizer evaluates it, ``schedule(optimizer.iterations)``
 - JAX: inside ``jax.jit`` on the step's value, with ``block_until_ready``;
   ``empty`` likewise.
 
-Each repeat times a block of calls of every candidate in a fresh random order
+Each repeat times a block of calls (``calls``, fewer for a schedule slower than
+0.1 ms a call) of every candidate in a fresh random order
 (interleaved); the tables give the minimum and median over repeats of the
 per-call time, and the median over repeats of the per-repeat ratio to Keras's
 ``ExponentialDecay``. TensorFlow: graph operations of one evaluation (all
@@ -148,19 +149,24 @@ def syncs_per_call(fn, calls: int) -> float | None:
 
 def time_interleaved(fns: dict, calls: int, repeats: int, rng: random.Random) -> dict:
     """Per-call seconds of every function, ``repeats`` blocks each, interleaved."""
-    for fn in fns.values():  # trace, build tables, warm caches
+    n_calls = {}
+    for k, fn in fns.items():  # trace, build tables, warm caches
         for _ in range(3):
             fn()
+        t0 = time.perf_counter()
+        fn()
+        # a block lasts at most about 20 ms: slow schedules get fewer calls (at least 5)
+        n_calls[k] = max(5, min(calls, int(0.02 / max(time.perf_counter() - t0, 1e-9))))
     times = {k: [] for k in fns}
     order = list(fns)
     for _ in range(repeats):
         rng.shuffle(order)
         for k in order:
-            fn = fns[k]
+            fn, n = fns[k], n_calls[k]
             t0 = time.perf_counter()
-            for _ in range(calls):
+            for _ in range(n):
                 fn()
-            times[k].append((time.perf_counter() - t0) / calls)
+            times[k].append((time.perf_counter() - t0) / n)
     return times
 
 

@@ -71,6 +71,19 @@ def step_table(results: dict, spe: int | None = None) -> str:
     return _table(header, rows)
 
 
+def per_fit_table(results: dict) -> str:
+    """The first epoch of each fit() beyond its second (steady) one, at spe=1, in ms."""
+    configs = [(b, c) for b, c in _configs(results) if c["steps_per_execution"] == 1]
+    header = ["variant"] + [_col(b, c) for b, c in configs]
+    rows = []
+    for name, label in _variant_order(results):
+        if not any(name in c["variants"] for _, c in configs):
+            continue
+        rows.append([label] + [f"{c['variants'][name].get('first_epoch_extra_ms', float('nan')):.0f}"
+                               if name in c["variants"] else "—" for _, c in configs])
+    return _table(header, rows)
+
+
 def _us(x: dict | None, net: float = 0.0) -> str:
     if x is None:
         return "—"
@@ -321,14 +334,18 @@ def markdown(results: dict) -> str:
                   + sync_table(results), ""]
     parts += [
         "**Training step time at `steps_per_execution=1`**, per-repeat ratio to a constant "
-        "rate: median [quartiles] over paired repeats (each repeat times one `fit()` of every "
-        "variant, in a fresh random order; the ratio is the variant's epoch time over the "
-        "constant rate's in the same repeat). Bold: slower than the constant in at least "
+        "rate: median [quartiles] over paired repeats (each repeat runs one two-epoch `fit()` "
+        "of every variant, in a fresh random order; the ratio is the variant's second-epoch "
+        "time over the constant rate's in the same repeat). Bold: slower than the constant in at least "
         "three repeats of four; every other row is within this machine's noise:",
         "",
         step_table(results, spe=1),
         "",
     ]
+    parts += ["**Per `fit()` cost**: the first epoch of each repeat's `fit()` minus its "
+              "second epoch, median over repeats, in ms (a fit() that extends the run "
+              "re-plans it; on TF and JAX the new plan retraces the train function):", "",
+              per_fit_table(results), ""]
     if any(c["steps_per_execution"] != 1 for _, c in _configs(results)):
         parts += ["**Training step time at `steps_per_execution=16`** (TF and JAX), "
                   "the same way:", "", step_table(results, spe=16), ""]

@@ -324,6 +324,9 @@ def every_class(total: int = 64) -> dict:
     if hasattr(ss, "BatchScaled"):  # the rate scaled for a batch size
         out["BatchScaled"] = ss.BatchScaled(ss.Cosine(PEAK, 0.0, t), base_batch_size=2,
                                             rule="sqrt", batch_size=4)
+    if hasattr(ss, "Extended"):  # a schedule continued by another from a step on
+        out["Extended"] = ss.Extended(ss.Cosine(PEAK, PEAK / 10, q), ss.Linear(PEAK / 2, 0.0, q),
+                                      at=2 * q)
     return out
 
 

@@ -94,7 +94,7 @@ def test_per_evaluation_cost(quick_run):
     else:
         assert res["apply"] is None
     if BACKEND == "torch":
-        assert set(res["training_syncs"]) == workloads.schedule_classes()
+        assert set(res["training_syncs"]) == set(workloads.every_class())
     assert "**One evaluation on" in stdout
 
 
@@ -155,7 +155,9 @@ needs_torch = pytest.mark.skipif(BACKEND != "torch", reason="host syncs are coun
 
 @needs_torch
 def test_every_schedule_class_is_in_the_sync_check():
-    assert set(workloads.every_class()) == workloads.schedule_classes()
+    missing = workloads.schedule_classes() - set(workloads.every_class())
+    assert not missing, f"add {sorted(missing)} to benchmarks/workloads.py every_class()"
+    assert set(workloads.every_class()) <= workloads.schedule_classes()
 
 
 @needs_torch
