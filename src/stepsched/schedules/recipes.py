@@ -139,12 +139,11 @@ class OneCycleMomentum(Recipe):
 
     The inverse of the rate's shape, over the same phases as ``OneCycle``:
     ``max_momentum -> base_momentum -> max_momentum`` (three phases: then held
-    at ``max_momentum``). Keras optimizers take a schedule only for the learning
-    rate and read ``momentum`` / ``beta_1`` as Python floats that a compiled
-    train step bakes in: apply this schedule with
-    ``stepsched.callbacks.HyperparameterScheduler("momentum", schedule)``
-    (``"beta_1"`` for Adam) and an eager train step (``run_eagerly=True`` on
-    TensorFlow and JAX).
+    at ``max_momentum``). Keras's own optimizers read ``momentum`` / ``beta_1``
+    as Python floats that a compiled train step bakes in; the optimizers of
+    ``stepsched.optimizers`` take this schedule for either and evaluate it in
+    the compiled step, e.g. ``stepsched.optimizers.SGD(lr, momentum=lr.momentum())``
+    or ``stepsched.optimizers.Adam(lr, beta_1=lr.momentum())``.
 
     >>> m = OneCycleMomentum(12, pct_start=0.5, anneal_strategy="linear")
     >>> [round(float(v), 3) for v in m.at([0, 5, 11])]
