@@ -8,10 +8,10 @@ evaluated as the optimizer evaluates it, ``schedule(optimizer.iterations)``
 
 - torch: called eagerly, as Keras's torch optimizer calls it at every step;
 - TensorFlow: inside a ``tf.function`` (Keras's TF train step is a graph,
-  without XLA by default); the time of a ``tf.function`` that only reads the
-  step (``empty``) is the call overhead, shown beside;
-- JAX: inside ``jax.jit`` on the step's value, with ``block_until_ready``;
-  ``empty`` likewise.
+  without XLA by default), 32 evaluations at consecutive steps per call, the
+  time of the same function with the steps only (``empty``) subtracted;
+- JAX: inside ``jax.jit`` on the step's value, with ``block_until_ready``,
+  likewise.
 
 Each repeat times a block of calls (``calls``, fewer for a schedule slower than
 0.1 ms a call) of every candidate in a fresh random order
@@ -90,23 +90,43 @@ def make_optimizer():
     return opt
 
 
+UNROLL = 32  # TF and JAX: evaluations per compiled call, at UNROLL different steps
+
+
 def evaluator(schedule, opt):
-    """A no-argument function doing one evaluation as the optimizer does it (None: empty)."""
+    """A no-argument function doing the evaluations as the optimizer does (None: empty).
+
+    torch: one eager evaluation. TF and JAX: one compiled call evaluating the
+    schedule at ``UNROLL`` consecutive steps from the optimizer's (so nothing is
+    shared between them), summed; ``None`` gives the same call with the steps
+    only, whose time is subtracted (``per_call_divisor`` gives ``UNROLL``).
+    """
     if BACKEND == "torch":
         if schedule is None:
             return lambda: opt.iterations.value
         return lambda: schedule(opt.iterations)
+
+    def body(step):
+        total = 0.0
+        for i in range(UNROLL):
+            s = step + i
+            total = total + (keras.ops.cast(s, "float32") if schedule is None
+                             else keras.ops.cast(schedule(s), "float32"))
+        return total
+
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        fn = tf.function((lambda: opt.iterations.value) if schedule is None
-                         else (lambda: schedule(opt.iterations)))
-        return fn
+        return tf.function(lambda: body(opt.iterations.value))
     import jax
 
-    fn = jax.jit((lambda s: s) if schedule is None else (lambda s: schedule(s)))
+    fn = jax.jit(body)
     step = opt.iterations.value
     return lambda: fn(step).block_until_ready()
+
+
+def per_call_divisor() -> int:
+    return 1 if BACKEND == "torch" else UNROLL
 
 
 def graph_ops(schedule) -> int | None:
@@ -166,7 +186,7 @@ def time_interleaved(fns: dict, calls: int, repeats: int, rng: random.Random) ->
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
-            times[k].append((time.perf_counter() - t0) / n)
+            times[k].append((time.perf_counter() - t0) / n / per_call_divisor())
     return times
 
 
@@ -190,6 +210,7 @@ def bench_eval(cfg: dict, rng: random.Random) -> dict:
                 "ratio_to_keras_exponential_paired_q75": float(np.quantile(t / ref, 0.75))}
 
     out = {"step": STEP, "calls": cfg["calls"], "repeats": cfg["repeats"],
+           "evaluations_per_call": per_call_divisor(),
            "empty": summary("empty"), "keras_exponential": summary("keras_exponential"),
            "rows": {}}
     out["keras_exponential"]["graph_ops"] = graph_ops(KS.ExponentialDecay(PEAK, 1000, 0.96))

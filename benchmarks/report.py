@@ -87,7 +87,7 @@ def per_fit_table(results: dict) -> str:
 def _us(x: dict | None, net: float = 0.0) -> str:
     if x is None:
         return "—"
-    return f"{x['us_min'] - net:.1f} ({x['us_median'] - net:.1f})"
+    return f"{x['us_min'] - net:.2f} ({x['us_median'] - net:.2f})"
 
 
 def eval_table(results: dict, backend: str) -> str:
@@ -113,9 +113,9 @@ def eval_table(results: dict, backend: str) -> str:
                   if k is not None else "—")
         else:  # net of the call overhead: the cost inside the compiled step
             kx = kexp["us_min"] - net
-            ratio = f"{(ssr['us_min'] - net) / kx:.1f}" if kx > 0.5 else "n/a"
+            ratio = f"{(ssr['us_min'] - net) / kx:.1f}" if kx > 0.05 else "n/a"
             kc = None if k is None else k["us_min"] - net
-            rc = "—" if k is None else (f"{(ssr['us_min'] - net) / kc:.1f}" if kc > 0.5
+            rc = "—" if k is None else (f"{(ssr['us_min'] - net) / kc:.1f}" if kc > 0.05
                                          else "n/a")
         extra_key = "syncs_per_call" if backend == "torch" else "graph_ops"
         extra = f"{ssr[extra_key]:g} / " + ("—" if k is None else f"{k[extra_key]:g}")
@@ -133,11 +133,13 @@ def eval_note(results: dict, backend: str) -> str:
         return ""
     e = res["eval"]
     emp = e["empty"]
-    return (f"{e['repeats']} interleaved repeats of {e['calls']} calls at step {e['step']:,}"
+    k = e.get("evaluations_per_call", 1)
+    return (f"{e['repeats']} interleaved repeats of up to {e['calls']} calls at step "
+            f"{e['step']:,}"
             + ("; eager, as Keras's torch optimizer calls it" if backend == "torch" else
-               f"; times are net of the call overhead of a compiled function that only reads "
-               f"the step ({emp['us_min']:.1f} µs min, {emp['us_median']:.1f} median), "
-               f"ratios are of the net minima"))
+               f"; each compiled call evaluates at {k} consecutive steps; µs per evaluation, "
+               f"net of the same call with the steps only ({emp['us_min']:.2f} µs per "
+               f"evaluation, min), ratios are of the net minima"))
 
 
 def apply_table(results: dict) -> str:
@@ -151,7 +153,7 @@ def apply_table(results: dict) -> str:
             for r in a["rows"].values()]
     return _table(["learning rate", f"graph ops of one AdamW apply ({a['variables']} variables)",
                    "over a constant rate", "ops of one evaluation",
-                   "evaluations per apply (extra / one)"], rows)
+                   "extra / one evaluation"], rows)
 
 
 def sync_table(results: dict) -> str:
@@ -285,9 +287,10 @@ def targets(results: dict) -> list[dict]:
             for name, r in apply["rows"].items():
                 if name.startswith("ss_"):
                     n = r["evaluations_estimate"]
-                    out.append({"target": "TF: one evaluation per AdamW apply",
+                    out.append({"target": "TF: AdamW apply costs under 1.5 evaluations more "
+                                          "than a constant rate",
                                 "where": f"{r['label']}, {apply['variables']} variables",
-                                "value": f"about {n:.0f}", "pass": n is not None and n < 1.5})
+                                "value": f"{n:+.1f} evaluations", "pass": n is not None and n < 1.5})
         if res.get("training_syncs"):
             bad = sum(1 for x in res["training_syncs"].values() if x)
             out.append({"target": "torch: 0 host syncs in training, every schedule class",
