@@ -7,6 +7,8 @@ so the kernel holds the applied rates folded by epoch.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -95,6 +97,44 @@ def test_a_resumed_run_of_the_same_length_keeps_its_plan(tmp_path):
     train(model, 4, "refuse", initial_epoch=2)
     np.testing.assert_allclose(applied(model), applied(whole), rtol=RTOL)
     np.testing.assert_allclose(applied(whole), folded(plan(4).at(range(32))), rtol=RTOL)
+
+
+def test_more_training_leaves_a_plan_in_epochs_as_it_is():
+    # a schedule in epochs does not depend on the run's length: a later fit() of the
+    # same steps_per_epoch continues it on the global step, without a change of plan
+    # (no warning, even under "refuse") and without rebuilding the train function
+    in_epochs = ss.Warmup(ss.epochs(1)) >> ss.Linear(1.0, 0.1, ss.epochs(2))
+    model = onehot_model(in_epochs, SPE)
+    train(model, 2, "refuse")
+    rate, step_fn = model.optimizer._learning_rate, model.train_function
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        train(model, 2, "refuse")
+    assert model.optimizer._learning_rate is rate and model.train_function is step_fn
+    concrete = in_epochs.resolve(steps_per_epoch=SPE)
+    np.testing.assert_allclose(applied(model), folded(concrete.at(range(4 * SPE))), rtol=RTOL)
+
+
+@pytest.mark.parametrize("policy", ["continue", "restart"])
+def test_hyperparameter_schedules_follow_the_same_policy(policy):
+    # the momentum of a stepsched optimizer is planned like the rate: a 4-epoch plan
+    # stopped after 2 epochs, then fit(epochs=6) from initial_epoch 0
+    momentum = ss.Linear(0.9, 0.5, ss.fraction(1.0))
+    opt = ss.optimizers.SGD(SCHEDULE, momentum=momentum)
+    model = onehot_model(SCHEDULE, SPE, optimizer=opt)
+    train(model, 4, policy, stop_after=2)
+    train(model, 6, policy, expect_change=True)
+    rate, planned = model.optimizer._learning_rate, opt.hyperparameter_schedules["momentum"]
+    assert (planned.arg("since"), planned.arg("policy")) == (rate.arg("since"), policy) == (
+        16, policy)
+    first = momentum.resolve(SPE, 32)
+    steps = np.arange(16, 16 + 6 * SPE)
+    if policy == "continue":
+        later = first.at(16 + (steps - 16) * (32 - 16) / (6 * SPE))
+    else:
+        later = momentum.resolve(SPE, 6 * SPE).at(steps - 16)
+    np.testing.assert_allclose(planned.at(steps), later, rtol=1e-6)
+    np.testing.assert_array_equal(planned.at(range(16)), first.at(range(16)))
 
 
 def test_plan_rejects_unknown_policies():

@@ -12,8 +12,7 @@ import keras
 
 from .. import _keras, _validate
 from ..durations import UnresolvedDurationError
-from ..schedules.base import Schedule
-from ..schedules.planned import Planned
+from ..schedules.planned import Planned, replanned, units
 from .distribute import check_strategy
 
 
@@ -43,60 +42,6 @@ def fit_context(params: dict) -> tuple[float | None, float | None]:
 DEFAULT_ON_CHANGE = "auto"
 
 
-def planned(rate, context: tuple[float | None, float | None], step: int = 0,
-            on_change: str = DEFAULT_ON_CHANGE):
-    """The optimizer's rate with its durations planned for ``context``.
-
-    ``context`` is ``(steps_per_epoch, end)``: ``end`` the step at which this
-    run ends, the whole run's steps for a first plan. Returns ``rate`` itself
-    when nothing changes; never modifies it. A rate that wraps another
-    schedule (``Scaled``) is re-wrapped around the plan. ``step`` is the
-    optimizer's step now: a plan that changes after training has started
-    follows ``on_change``.
-    """
-    if hasattr(rate, "with_schedule"):
-        inner = planned(rate.arg("schedule"), context, step, on_change)
-        return rate if inner is rate.arg("schedule") else rate.with_schedule(inner)
-    if isinstance(rate, Planned):
-        spe, end = context
-        if (rate.arg("steps_per_epoch"), rate.end) == context or on_change == "keep":
-            return rate
-        if step == 0:  # nothing trained on the old plan yet
-            return Planned(rate.arg("schedule"), *context)
-        old = _pair((rate.arg("steps_per_epoch"), rate.end))
-        if on_change == "refuse":
-            raise ValueError(
-                f"this fit() plans {rate.arg('schedule')!r} for steps_per_epoch, end = "
-                f"{_pair(context)}, but the optimizer has trained {step} steps on the plan for "
-                f"{old}. Choose what happens with stepsched.callbacks.Plan(on_change=...): "
-                "'continue' (stretch the rest of the plan over the new length), 'restart' "
-                "(start the schedule again now) or 'keep' (keep the old plan)")
-        if on_change == "auto":  # continue a plan with steps left; a finished one restarts
-            on_change = "restart" if rate.end is not None and rate.end <= step else "continue"
-        total = end
-        if on_change == "restart" and end is not None:
-            total = end - step  # a new phase, as long as the rest of this run
-        new = Planned(rate.arg("schedule"), spe, total, previous=rate, since=step,
-                      policy=on_change)
-        note = ""
-        if on_change == "continue" and rate.end is not None and rate.end <= step:
-            note = (f"; the plan had ended at step {rate.end:g}, so continuing it holds its "
-                    "final value: for a new phase use "
-                    "stepsched.callbacks.Plan(on_change='restart')")
-        warnings.warn(f"the plan of the learning-rate schedule changed at step {step} "
-                      f"(steps_per_epoch, end: {old} -> {_pair(context)}): "
-                      f"on_change={on_change!r}{note}; see stepsched.callbacks.Plan",
-                      stacklevel=4)
-        return new
-    if isinstance(rate, Schedule) and rate.is_symbolic:
-        return Planned(rate, *context)
-    return rate
-
-
-def _pair(context) -> str:
-    return ", ".join("None" if v is None else f"{v:g}" for v in context)
-
-
 def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
                  first_epoch: int = 0) -> None:
     """Give the optimizer its own plan of its schedule for this ``fit()``.
@@ -110,19 +55,9 @@ def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
     from ..schedules.batch import resolve_for_fit  # samples, tokens, BatchScaled
 
     rate = resolve_for_fit(model, optimizer, rate)
-    context = fit_context(params)
-    step = 0
-    previous = _unwrapped(rate)
-    if isinstance(previous, Planned):
-        step = read_step(optimizer)
-        spe, total = context
-        resumed = spe == previous.arg("steps_per_epoch") and step < (first_epoch + 1) * spe
-        if spe is not None and total is not None and not resumed:
-            # not a resumed run (BackupAndRestore, load_model + initial_epoch, whose step
-            # counter is within the epoch the fit starts at) but more training
-            context = (spe, step + total - first_epoch * spe)
+    step, context = run_context(optimizer, params, first_epoch, rate)
     try:
-        new = planned(rate, context, step, on_change)
+        new = replanned(rate, context, step, on_change)
     except UnresolvedDurationError as err:
         if params.get("steps"):
             raise
@@ -133,14 +68,45 @@ def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
             "fit(), or call schedule.resolve(steps_per_epoch=..., total_steps=...), which "
             "returns a resolved copy, and give that copy to the optimizer") from err
     # stepsched.optimizers: the schedules of the other hyperparameters and of the groups
-    replanned = bool(getattr(optimizer, "plan", None)) and optimizer.plan(*fit_context(params))
+    others = bool(getattr(optimizer, "plan", None)) and optimizer.plan(
+        *context, step=step, on_change=on_change)
     if new is rate:
-        if replanned:
+        if others:
             _keras.retrace(model)
         return
     _keras.replace_schedule(optimizer, new)
     _warn_if_longer_than_run(new, context)
     _keras.retrace(model)
+
+
+def run_context(optimizer, params: dict, first_epoch: int, rate
+                ) -> tuple[int, tuple[float | None, float | None]]:
+    """``(step, (steps_per_epoch, end))`` for this ``fit()``: the optimizer's step now and
+    the step at which this run ends.
+
+    A resumed run (``BackupAndRestore``, ``load_model`` with ``initial_epoch``:
+    the step is within the epoch the fit starts at, with the same
+    ``steps_per_epoch`` as the plans so far) ends where the whole run ends;
+    any other ``fit()`` on a trained optimizer is more training, ending
+    ``epochs * steps_per_epoch`` steps from now.
+    """
+    spe, total = fit_context(params)
+    step = read_step(optimizer)
+    if not step or spe is None or total is None:
+        return step, (spe, total)
+    earlier = {p.arg("steps_per_epoch") for p in _plans(optimizer, rate)}
+    if earlier <= {spe} and step < (first_epoch + 1) * spe:
+        return step, (spe, total)
+    return step, (spe, step + total - first_epoch * spe)
+
+
+def _plans(optimizer, rate) -> list[Planned]:
+    """The plans the optimizer holds: its rate's and those of its other schedules."""
+    schedules = [_unwrapped(rate)]
+    schedules += list(getattr(optimizer, "hyperparameter_schedules", {}).values())
+    for group in getattr(optimizer, "groups", None) or ():
+        schedules += [_unwrapped(s) for s in group.schedules().values()]
+    return [s for s in schedules if isinstance(s, Planned)]
 
 
 def _unwrapped(rate):
@@ -150,9 +116,10 @@ def _unwrapped(rate):
 
 
 def _warn_if_longer_than_run(rate, context) -> None:
-    total = context[1]
-    if total is None or not rate.is_finite:
-        return
+    total, rate = context[1], _unwrapped(rate)
+    if total is None or not isinstance(rate, Planned) or not rate.is_finite or \
+            "fraction" not in units(rate.arg("schedule")):
+        return  # a schedule in steps or epochs may well outlast one fit()
     duration = rate.duration
     if duration is not None and duration > total + 0.5 and math.isfinite(duration):
         warnings.warn(
@@ -254,8 +221,10 @@ class Plan(StepschedCallback):
 
     Any stepsched callback plans the optimizer's schedule from ``fit()``'s own
     parameters; this one does only that, with the policy for a plan that
-    changes once training has started (a later ``fit()`` with another
-    ``epochs``, ``steps_per_epoch`` or batch size):
+    changes once training has started: a later ``fit()`` with another
+    ``epochs`` for a schedule with ``fraction(...)`` durations, another
+    ``steps_per_epoch`` (batch size) for one with ``epochs(...)``. The
+    optimizer's other schedules (``stepsched.optimizers``) follow it too:
 
     - ``"auto"`` (default): ``"continue"`` while the current plan has steps
       left, ``"restart"`` once it has ended;

@@ -21,7 +21,7 @@ from keras import ops
 from .. import _keras
 from ..durations import Duration, UnresolvedDurationError
 from ..schedules.base import Schedule
-from ..schedules.planned import Planned
+from ..schedules.planned import Planned, replanned
 from ._live import live
 from .groups import Group
 
@@ -67,15 +67,6 @@ def _nominal(schedule: Schedule) -> float:
         return float(schedule.at(0))
     except UnresolvedDurationError:
         return float(Planned(schedule, 1000.0, 1e6).at(0))
-
-
-def _plan(schedule, context):
-    if schedule is None or not isinstance(schedule, Schedule):
-        return schedule
-    if isinstance(schedule, Planned):
-        return schedule if schedule.context == context else Planned(schedule.arg("schedule"),
-                                                                    *context)
-    return Planned(schedule, *context) if schedule.is_symbolic else schedule
 
 
 class _State:
@@ -226,21 +217,30 @@ class ScheduledOptimizer:
     def groups(self) -> list[Group] | None:
         return None if self._stepsched.groups is None else list(self._stepsched.groups)
 
-    def plan(self, steps_per_epoch: float | None = None, total_steps: float | None = None
-             ) -> bool:
+    def plan(self, steps_per_epoch: float | None = None, total_steps: float | None = None,
+             *, step: int = 0, on_change: str = "auto") -> bool:
         """Plan ``epochs``/``fraction`` durations of the hyperparameter and group schedules
         for a run (the schedules as written are kept). Returns whether anything changed,
-        in which case a traced train function must be rebuilt."""
+        in which case a traced train function must be rebuilt.
+
+        ``total_steps`` is the step at which the run ends; ``step`` the optimizer's
+        step now. A plan that changes once training has started follows
+        ``on_change``, as the learning rate's does (``stepsched.callbacks.Plan``);
+        stepsched callbacks call this at ``fit()``."""
         context = (steps_per_epoch, total_steps)
         st = self._stepsched
-        changed = False
-        new = {k: _plan(v, context) for k, v in st.schedules.items()}
-        changed |= any(new[k] is not st.schedules[k] for k in new)
+
+        def plan(schedules: dict, prefix: str = "") -> dict:
+            return {k: replanned(v, context, step, on_change, f"{prefix}{k}")
+                    for k, v in schedules.items()}
+
+        new = plan(st.schedules)
+        changed = any(new[k] is not st.schedules[k] for k in new)
         st.schedules = new
         if st.groups:
             groups = []
             for g in st.groups:
-                planned = {k: _plan(v, context) for k, v in g.schedules().items()}
+                planned = plan(g.schedules(), f"group {g.name!r}: ")
                 frozen = g.frozen_until
                 if isinstance(frozen, Duration):
                     frozen = int(round(frozen.to_steps(*context)))

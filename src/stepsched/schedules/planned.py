@@ -11,10 +11,13 @@ schedule the user holds is never changed.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 
 from .. import _validate
+from ..durations import Duration
 from .base import Schedule, as_schedule
 
 __all__ = ["Planned"]
@@ -175,3 +178,80 @@ def continue_ratio(old, new, since: int) -> float:
     if old_spe is not None and new_spe is not None:
         return old_spe / new_spe
     return 1.0
+
+
+def units(value) -> set[str]:
+    """The units of the durations in ``value`` (a schedule, duration or list of them)."""
+    if isinstance(value, Duration):
+        return {value.unit}
+    if isinstance(value, Schedule):
+        value = list(value._args.values())
+    if isinstance(value, (list, tuple)):
+        return set().union(*(units(v) for v in value))
+    return set()
+
+
+def relevant(schedule: Schedule, context) -> tuple[float | None, float | None]:
+    """The part of ``(steps_per_epoch, end)`` that ``schedule`` depends on.
+
+    ``end`` only matters to a schedule with ``fraction(...)`` durations, and
+    ``steps_per_epoch`` only to one with ``epochs(...)``: a later ``fit()`` that
+    only extends the run changes nothing for a schedule in epochs. The
+    ``steps_per_epoch`` is kept either way (it tells a resumed run apart).
+    """
+    spe, end = context
+    return spe, (end if "fraction" in units(schedule) else None)
+
+
+def replanned(rate, context: tuple[float | None, float | None], step: int = 0,
+              on_change: str = "auto", what: str = "the learning-rate schedule"):
+    """``rate`` with its durations planned for ``context``; ``rate`` itself when nothing
+    it depends on changes. Never modifies it.
+
+    ``context`` is ``(steps_per_epoch, end)``: ``end`` the step at which this run
+    ends, the whole run's steps for a first plan. A rate that wraps another
+    schedule (``Scaled``) is re-wrapped around the plan. ``step`` is the
+    optimizer's step now: a plan that changes after training has started
+    follows ``on_change`` (see ``stepsched.callbacks.Plan``).
+    """
+    if hasattr(rate, "with_schedule"):
+        inner = replanned(rate.arg("schedule"), context, step, on_change, what)
+        return rate if inner is rate.arg("schedule") else rate.with_schedule(inner)
+    if not isinstance(rate, Schedule):
+        return rate
+    if not isinstance(rate, Planned):
+        return Planned(rate, *relevant(rate, context)) if rate.is_symbolic else rate
+    schedule = rate.arg("schedule")
+    context = relevant(schedule, context)
+    old = (rate.arg("steps_per_epoch"), rate.end)
+    used = units(schedule)
+    key = lambda c: (c[0] if "epochs" in used else None,  # noqa: E731
+                     c[1] if "fraction" in used else None)
+    if key(old) == key(context) or on_change == "keep":
+        return rate
+    if step == 0:  # nothing trained on the old plan yet
+        return Planned(schedule, *context)
+    if on_change == "refuse":
+        raise ValueError(
+            f"this fit() plans {schedule!r} for steps_per_epoch, end = {_pair(context)}, but "
+            f"the optimizer has trained {step} steps on the plan for {_pair(old)}. Choose what "
+            "happens with stepsched.callbacks.Plan(on_change=...): 'continue' (stretch the "
+            "rest of the plan over the new length), 'restart' (start the schedule again now) "
+            "or 'keep' (keep the old plan)")
+    if on_change == "auto":  # continue a plan with steps left; a finished one restarts
+        on_change = "restart" if rate.end is not None and rate.end <= step else "continue"
+    spe, end = context
+    total = end - step if on_change == "restart" and end is not None else end
+    new = Planned(schedule, spe, total, previous=rate, since=step, policy=on_change)
+    note = ""
+    if on_change == "continue" and rate.end is not None and rate.end <= step:
+        note = (f"; the plan had ended at step {rate.end:g}, so continuing it holds its final "
+                "value: for a new phase use stepsched.callbacks.Plan(on_change='restart')")
+    warnings.warn(f"the plan of {what} changed at step {step} (steps_per_epoch, end: "
+                  f"{_pair(old)} -> {_pair(context)}): on_change={on_change!r}{note}; see "
+                  "stepsched.callbacks.Plan", stacklevel=5)
+    return new
+
+
+def _pair(context) -> str:
+    return ", ".join("None" if v is None else f"{v:g}" for v in context)
