@@ -339,43 +339,64 @@ def schedule_classes() -> set[str]:
 
 
 # ----------------------------------------------------------------- host syncs (torch)
-SYNC_METHODS = ("item", "__index__", "__bool__", "__int__", "__float__", "tolist", "numpy",
-                "cpu")
+#: host reads made in Python (``Tensor.numpy()``/``tolist()``/``cpu()``); every read of a
+#: value on the host made in C++ (``item()``, ``bool(t)``, ``int(t)``, ``x[t]`` with a 0-d
+#: index tensor, ...) goes through the ``aten._local_scalar_dense`` operator
+SYNC_METHODS = ("tolist", "numpy", "cpu")
+SYNC_OPERATOR = "aten._local_scalar_dense"
 
 
 class SyncCounter:
-    """Counts calls of the ``torch.Tensor`` methods that read a tensor on the host.
+    """Counts host reads of torch tensors: the operator every scalar read goes through
+    (seen by a ``TorchDispatchMode``, so reads inside PyTorch's own C++ count too) and
+    the ``torch.Tensor`` methods that copy a tensor to the host.
 
     ``with SyncCounter() as c: ...`` then ``c.total`` / ``c.counts``. On a GPU
-    each of these is a device->host synchronisation; on the CPU the call is
+    each of these is a device->host synchronisation; on the CPU the read is
     counted all the same (it is what would synchronise).
     """
 
     def __init__(self):
         self.counts: dict[str, int] = {}
         self._saved: dict[str, Any] = {}
+        self._mode = None
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
+    def _count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
     def __enter__(self):
         import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class Reads(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if str(func).startswith(SYNC_OPERATOR):
+                    counter._count("item (scalar read)")
+                return func(*args, **(kwargs or {}))
 
         for name in SYNC_METHODS:
             original = getattr(torch.Tensor, name)
             self._saved[name] = original
 
             def wrapper(tensor, *args, _original=original, _name=name, **kwargs):
-                self.counts[_name] = self.counts.get(_name, 0) + 1
+                self._count(_name)
                 return _original(tensor, *args, **kwargs)
 
             setattr(torch.Tensor, name, wrapper)
+        self._mode = Reads()
+        self._mode.__enter__()
         return self
 
     def __exit__(self, *exc):
         import torch
 
+        self._mode.__exit__(*exc)
         for name, original in self._saved.items():
             setattr(torch.Tensor, name, original)
         self._saved.clear()

@@ -65,6 +65,8 @@ class Host:
     """NumPy, float64."""
 
     dtype = "float64"
+    #: floating-point warnings NumPy would give where a formula means inf (Graph: none)
+    errstate = staticmethod(np.errstate)
 
     @staticmethod
     def const(x):
@@ -304,7 +306,10 @@ class _TorchOps:
         return self.t.searchsorted(seq, values, right=side == "right")
 
     def take(self, x, index, axis=0):
-        return x[index.long()]
+        # x[index] with a 0-d index tensor reads the index on the host (.item()): a sync
+        index = index.long()
+        return self.t.index_select(x, axis, index.reshape(-1)).reshape(
+            x.shape[:axis] + index.shape + x.shape[axis + 1:])
 
     def take_along_axis(self, x, index, axis=0):
         return self.t.take_along_dim(x, index.long(), dim=axis)
@@ -346,6 +351,12 @@ class Graph:
         self.dtype = dtype
         self.exact = dtype == "float32"
         self.scalar = False  # True when evaluating the optimizer's single step
+
+    @staticmethod
+    def errstate(**kwargs):
+        import contextlib
+
+        return contextlib.nullcontext()  # tensors do not warn (nor trace np.errstate)
 
     def step(self, step):
         """The evaluator's view of an integer step tensor (flattened)."""
@@ -633,7 +644,7 @@ def tabulated(schedule, step):
     table = schedule.cached(("torch-table", str(step.device)),
                             lambda: torch.as_tensor(values, device=step.device))
     last = len(values) - 1
-    value = table[torch.clamp(step, 0, last).long()]
+    value = torch.take(table, torch.clamp(step, 0, last).long())  # table[i] would sync
     if tail is None:
         return value
     xp = Graph(graph_dtype(), step.device)

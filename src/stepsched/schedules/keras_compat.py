@@ -110,7 +110,7 @@ class ExponentialDecay(Schedule):
             return xp.float(t) * 0.0
         d = self.arg("decay_steps")
         p = xp.float(xp.quotient(t, d)) if self.arg("staircase") else xp.float(t) / d
-        with np.errstate(over="ignore"):
+        with xp.errstate(over="ignore"):
             return init * xp.power(self.arg("decay_rate"), p)
 
 
@@ -369,13 +369,10 @@ class CosineDecayRestarts(Schedule):
         log_t = math.log1p(tm - 1.0)
         count = math.log1p(_math.max_step(t) * (tm - 1.0) / d) / log_t + 3
         if count <= self.MAX_TABLE:  # cycle starts tabulated: exact where the starts are
-            k = np.arange(int(count), dtype=np.float64)
-            with np.errstate(over="ignore"):
-                starts = np.concatenate([[0.0], np.cumsum(d * np.power(tm, k[:-1]))])
-                factors = np.power(mm, k)
-            index, local = xp.cycles(t, starts.tolist())
-            return xp.gather(factors.tolist(), index), local / xp.gather(np.power(tm, k).tolist(),
-                                                                         index)
+            starts, factors, lengths = self.cached(("cycles", int(count)),
+                                                   lambda: self._cycle_table(int(count)))
+            index, local = xp.cycles(t, starts)
+            return xp.gather(factors, index), local / xp.gather(lengths, index)
         # very many short cycles: closed form, the index fixed up after rounding
         t = xp.float(t)
 
@@ -387,13 +384,21 @@ class CosineDecayRestarts(Schedule):
         i = xp.maximum(xp.where(t >= start(i + 1.0), i + 1.0, i), 0.0)
         return xp.power(mm, i), (t - start(i)) / xp.exp(i * log_t)
 
+    def _cycle_table(self, count: int) -> tuple[list, list, list]:
+        """Starts, factors ``m_mul**k`` and length scales ``t_mul**k`` of ``count`` cycles."""
+        d, tm, mm = self.arg("first_decay_steps"), self.arg("t_mul"), self.arg("m_mul")
+        k = np.arange(count, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            starts = np.concatenate([[0.0], np.cumsum(d * np.power(tm, k[:-1]))])
+            return starts.tolist(), np.power(mm, k).tolist(), np.power(tm, k).tolist()
+
     def _formula(self, t, xp):
         init, alpha = self.arg("initial_learning_rate"), self.arg("alpha")
         if init * (1.0 - alpha) == 0.0:  # Keras: NaN (0 * inf) once m_mul**i overflows
             return xp.float(t) * 0.0 + init * alpha
         factor, u = self._cycle(t, xp)
         c = _cosine_shape(self.arg("first_decay_steps"))._eval(u, xp)
-        with np.errstate(over="ignore", invalid="ignore"):
+        with xp.errstate(over="ignore", invalid="ignore"):
             return init * ((1.0 - alpha) * (factor * c) + alpha)
 
     #: the most restarts ``key_steps`` lists
@@ -413,10 +418,7 @@ class CosineDecayRestarts(Schedule):
             log_t = math.log1p(tm - 1.0)
             count = math.log1p(horizon * (tm - 1.0) / d) / log_t + 3
             if count <= self.MAX_TABLE:  # _cycle: the tabulated starts
-                k = np.arange(int(count), dtype=np.float64)
-                with np.errstate(over="ignore"):
-                    table = np.concatenate([[0.0], np.cumsum(d * np.power(tm, k[:-1]))])
-                starts = table[1:n].tolist()
+                starts = self._cycle_table(int(count))[0][1:n]
             else:  # _cycle: t >= start(i) after the fix-ups
                 starts = [float(d * np.expm1(i * log_t) / (tm - 1.0)) for i in range(1, n)]
         return [(float(s), "restart") for s in starts if s <= horizon]
