@@ -44,11 +44,11 @@ def past(boundaries) -> np.ndarray:
     return b - JOIN_TOLERANCE * np.maximum(np.abs(b), 1.0)
 
 
-def half_cosine(remaining, xp):
+def half_cosine(remaining, xp, per: float = 1.0):
     """The half-cosine factor ``(1 + cos(pi u)) / 2`` from the remaining fraction
-    ``r = 1 - u``, written ``sin(pi r / 2) ** 2``: 1 at the start and exactly 0 at the end.
-    The one cosine every schedule uses."""
-    half = xp.sin((0.5 * math.pi) * remaining)
+    ``r = 1 - u`` (``remaining / per``), written ``sin(pi r / 2) ** 2``: 1 at the start and
+    exactly 0 at the end. The one cosine every schedule uses."""
+    half = xp.sin(remaining * (0.5 * math.pi / per))
     return half * half
 
 
@@ -125,6 +125,11 @@ class Host:
             if mask.any():
                 out[mask] = np.broadcast_to(branch(t[mask]), (int(mask.sum()),))
         return out
+
+    @classmethod
+    def pieces(cls, t, boundaries, branches, snap: bool = False):
+        """``branches[bucket(boundaries, t)](t)``: the piece each step falls in."""
+        return cls.piecewise(t, cls.bucket(boundaries, t, snap), branches)
 
     @staticmethod
     def floordiv(t, d):
@@ -249,6 +254,7 @@ def _split(values) -> tuple[np.ndarray, np.ndarray]:
 
 
 _TORCH_CONSTANTS: dict = {}
+_EAGER: dict = {}
 
 
 def _torch_constant(array: np.ndarray, dtype: str, device, transform=None):
@@ -256,7 +262,7 @@ def _torch_constant(array: np.ndarray, dtype: str, device, transform=None):
     made once per dtype and device."""
     import torch
 
-    key = (id(array), dtype, str(device), transform)
+    key = (id(array), dtype, device, transform)
     hit = _TORCH_CONSTANTS.get(key)
     if hit is not None and hit[0]() is array:
         return hit[1]
@@ -278,18 +284,27 @@ class _TorchOps:
     times cheaper per operation, and float64 stays float64 throughout).
     """
 
+    #: looked up once (``__getattr__`` finds the others on every call)
+    DIRECT = ("where", "sin", "cos", "exp", "log", "sqrt", "abs", "tanh", "expm1", "log1p",
+              "reshape", "squeeze", "broadcast_to", "stack", "zeros_like")
+
     def __init__(self, device):
         import torch
 
         self.t = torch
         self.device = device
+        for name in self.DIRECT:
+            setattr(self, name, getattr(torch, name))
 
     def _dtype(self, dtype):
         return getattr(self.t, dtype)
 
     def convert_to_tensor(self, x, dtype=None):
         if self.t.is_tensor(x):
-            return x if dtype is None else x.to(self._dtype(dtype))
+            if dtype is None:
+                return x
+            dtype = self._dtype(dtype)
+            return x if x.dtype == dtype else x.to(dtype)
         return self.t.as_tensor(np.asarray(x), device=self.device,
                                 dtype=None if dtype is None else self._dtype(dtype))
 
@@ -308,6 +323,8 @@ class _TorchOps:
     def take(self, x, index, axis=0):
         # x[index] with a 0-d index tensor reads the index on the host (.item()): a sync
         index = index.long()
+        if axis == 0 and len(x.shape) == 1:
+            return self.t.take(x, index)  # one operation, any index shape
         return self.t.index_select(x, axis, index.reshape(-1)).reshape(
             x.shape[:axis] + index.shape + x.shape[axis + 1:])
 
@@ -339,8 +356,29 @@ class _TorchOps:
         return getattr(self.t, name)
 
 
+_INTEGER_DTYPES: dict = {}
+
+
+def _integer_dtype(dtype) -> bool:
+    hit = _INTEGER_DTYPES.get(dtype)
+    if hit is None:
+        import keras
+
+        hit = _INTEGER_DTYPES[dtype] = "int" in keras.backend.standardize_dtype(dtype)
+    return hit
+
+
 class Graph:
     """``keras.ops`` on the active backend; float64 where the backend allows it."""
+
+    @classmethod
+    def eager(cls, dtype: str, device) -> Graph:
+        """An evaluator for torch's eager calls, made once per dtype and device."""
+        key = (dtype, device)
+        xp = _EAGER.get(key)
+        if xp is None:
+            xp = _EAGER[key] = cls(dtype, device)
+        return xp
 
     def __init__(self, dtype: str, device=None):
         import keras
@@ -359,12 +397,12 @@ class Graph:
         return contextlib.nullcontext()  # tensors do not warn (nor trace np.errstate)
 
     def step(self, step):
-        """The evaluator's view of an integer step tensor (flattened)."""
-        import keras
-
+        """The evaluator's view of an integer step tensor: flattened, except torch's scalar
+        step (eager: one operation fewer before and after)."""
         ops = self.ops
-        step = ops.reshape(step, (-1,))
-        if self.exact and "int" in keras.backend.standardize_dtype(step.dtype):
+        if not (self.backend == "torch" and len(step.shape) == 0):
+            step = ops.reshape(step, (-1,))
+        if self.exact and self._is_int(step):
             return ExactStep(ops.cast(step, "int32"), None, self)
         return ops.cast(step, self.dtype)
 
@@ -392,9 +430,7 @@ class Graph:
         return self.ops.where(c, self._t(a), self._t(b))
 
     def _is_int(self, x) -> bool:
-        import keras
-
-        return hasattr(x, "dtype") and "int" in keras.backend.standardize_dtype(x.dtype)
+        return hasattr(x, "dtype") and _integer_dtype(x.dtype)
 
     def _pick(self, cond, a: ExactStep, c: float) -> ExactStep:
         """``where(cond, a, c)`` for an exact step ``a`` and a number ``c`` (|c| <= INT32_MAX)."""
@@ -407,23 +443,31 @@ class Graph:
         f = ops.where(cond, a.f if a.f is not None else 0.0, frac)
         return ExactStep(n, ops.cast(f, "float32"), self)
 
-    # minimum, maximum and floor are written with where/mod: keras.ops.minimum,
-    # maximum, floor and ceil return float32 for float64 inputs on torch.
+    # floor is written with mod: keras.ops.floor and ceil return float32 for float64
+    # inputs on torch (minimum and maximum keep float64; on torch they are clamps).
+    def _bound(self, a, b):
+        a, b = self._f(a), self._f(b)
+        if not hasattr(a, "shape"):
+            a, b = b, a  # a number and a tensor: min and max are symmetric
+            if not hasattr(a, "shape"):
+                a = self.const(a)
+        if _number(b):
+            return a, float(b)
+        return a, (b if hasattr(b, "shape") else self.const(b))
+
     def minimum(self, a, b):
         if isinstance(a, ExactStep) and _number(b) and abs(b) <= INT32_MAX:
             return self._pick(a.less(float(b)), a, float(b))
         if self._is_int(a):  # an index
             return self.ops.minimum(a, b)
-        a, b = self._t(a), self._t(b)
-        return self.ops.where(a < b, a, b)
+        return self.ops.minimum(*self._bound(a, b))
 
     def maximum(self, a, b):
         if isinstance(a, ExactStep) and _number(b) and abs(b) <= INT32_MAX:
             return self._pick(~a.less(float(b)), a, float(b))
         if self._is_int(a):  # an index
             return self.ops.maximum(a, b)
-        a, b = self._t(a), self._t(b)
-        return self.ops.where(a > b, a, b)
+        return self.ops.maximum(*self._bound(a, b))
 
     def floor(self, x):
         if isinstance(x, ExactStep):
@@ -489,11 +533,29 @@ class Graph:
         if self.backend == "torch" and isinstance(boundaries, np.ndarray):
             edges = _torch_constant(boundaries, self.dtype, self.ops.device,
                                     past if snap else None)
+        elif self.backend == "tensorflow":
+            return self._upper_bound(moved(boundaries), t)
         else:
             edges = self.const(moved(boundaries))
         return self.ops.searchsorted(edges, t, side="right")
 
+    def _upper_bound(self, edges: np.ndarray, t):
+        """TensorFlow: the number of ``edges`` <= ``t`` (int32), in as few graph operations
+        as it takes: one comparison for one edge, else the bare ``UpperBound`` kernel
+        (``tf.searchsorted`` adds a dozen shape operations around it)."""
+        import tensorflow as tf
+
+        if edges.size == 1:
+            return self.ops.cast(t >= float(edges[0]), "int32")
+        found = tf.raw_ops.UpperBound(sorted_inputs=tf.constant(edges[None, :], t.dtype),
+                                      values=tf.expand_dims(t, 0), out_type=tf.int32)
+        return tf.squeeze(found, 0)
+
     def gather(self, values, index):
+        if self.backend == "tensorflow":  # indices are in range: none of take's wrapping
+            import tensorflow as tf
+
+            return tf.gather(self.const(values), index)
         return self.ops.take(self.const(values), index, axis=0)
 
     def offset(self, t, table, index):
@@ -508,8 +570,19 @@ class Graph:
             f = f + t.f
         return self._normalized(n, f)
 
+    #: TensorFlow: pieces up to which ``select`` is a chain of ``where`` (fewer graph
+    #: operations than a stack and a gather) and the scalar ``piecewise`` runs every piece
+    #: (cheaper than a ``switch``, whose branch functions cost more than small pieces)
+    FEW_PIECES = 8
+
     def select(self, columns, index):
         ops = self.ops
+        if self.backend == "tensorflow" and len(columns) <= self.FEW_PIECES:
+            out = ops.cast(self._t(columns[0]), self.dtype)
+            for i in range(1, len(columns)):
+                out = ops.where(index >= i, ops.cast(self._t(columns[i]), self.dtype), out)
+            return ops.broadcast_to(out, ops.shape(index)) \
+                if out.shape != index.shape else out
         stacked = ops.stack([ops.broadcast_to(ops.cast(self._f(c), self.dtype), ops.shape(index))
                              for c in columns])
         return ops.take_along_axis(stacked, ops.expand_dims(index, 0), axis=0)[0]
@@ -518,7 +591,8 @@ class Graph:
         """``branches[index](t)``: for the optimizer's scalar step only the active branch
         runs (``switch``); for a vector of steps every branch runs and one is picked."""
         ops = self.ops
-        if not self.scalar or self.backend == "torch":
+        if not self.scalar or self.backend == "torch" or (
+                self.backend == "tensorflow" and len(branches) <= self.FEW_PIECES):
             # torch's switch is branches[index]: a device-to-host sync on every call
             return self.select([branch(t) for branch in branches], index)
         exact = isinstance(t, ExactStep)
@@ -536,6 +610,19 @@ class Graph:
 
         operands = ((t.n, t.f) if with_f else (t.n,)) if exact else (t,)
         return ops.switch(index[0], [run(b) for b in branches], *operands)
+
+    def pieces(self, t, boundaries, branches, snap: bool = False):
+        """``branches[bucket(boundaries, t)](t)``. TensorFlow, few pieces: every branch runs
+        and ``where(t >= boundary, ...)`` picks, with no piece index built."""
+        if self.backend == "tensorflow" and not isinstance(t, ExactStep) and \
+                len(branches) <= self.FEW_PIECES:
+            edges = past(boundaries) if snap else _float64(boundaries)
+            ops = self.ops
+            out = ops.cast(self._t(branches[0](t)), self.dtype)
+            for edge, branch in zip(edges, branches[1:], strict=True):
+                out = ops.where(t >= float(edge), ops.cast(self._t(branch(t)), self.dtype), out)
+            return out
+        return self.piecewise(t, self.bucket(boundaries, t, snap), branches)
 
     def floordiv(self, t, d):
         """``(i, t - i * d)`` with ``i = floor(t / d)`` (i as float, the rest a step)."""
@@ -631,9 +718,7 @@ def _host_table(schedule):
 def tabulated(schedule, step):
     """The schedule at the integer ``step`` tensor from its table on the step's device, or
     None where the schedule has no table (open-ended without a finite prefix, or too long)."""
-    import keras
-
-    if "int" not in keras.backend.standardize_dtype(step.dtype) or len(step.shape) != 0:
+    if len(step.shape) != 0 or not _integer_dtype(step.dtype):
         return None
     entry = schedule.cached("torch-table", lambda: _host_table(schedule))
     if entry is None:
@@ -641,17 +726,18 @@ def tabulated(schedule, step):
     import torch
 
     values, tail, offset = entry
-    table = schedule.cached(("torch-table", str(step.device)),
-                            lambda: torch.as_tensor(values, device=step.device))
+    device = step.device
+    table = schedule.cached(("torch-table", device), lambda: torch.as_tensor(values, device=device))
     last = len(values) - 1
     value = torch.take(table, torch.clamp(step, 0, last).long())  # table[i] would sync
     if tail is None:
         return value
-    xp = Graph(graph_dtype(), step.device)
+    xp = Graph.eager(graph_dtype(), device)
     xp.scalar = True
-    t = torch.clamp(step.to(torch.float64) - offset, min=0.0).reshape(1)
-    later = tail._eval(t, xp).to(torch.float32).reshape(())
-    return torch.where(step < last, value, later)
+    # the tail's local step; before the tail (where the table answers) it sees step 0 of it
+    later = tail._eval(torch.clamp(step, min=last).to(torch.float64) - offset, xp)
+    later = later.to(torch.float32)
+    return torch.where(step < last, value, later.reshape(()) if later.dim() else later)
 
 
 #: On TensorFlow (graph mode) the schedule's value at the optimizer's step counter is

@@ -18,6 +18,8 @@ from .. import _validate
 from ..durations import Duration
 from . import _math
 
+_MISSING = object()
+
 
 def _resolve(value: Any, spe: float | None, total: float | None, deep: bool = False) -> Any:
     """Durations to numbers of steps; child schedules resolved into copies if ``deep``."""
@@ -93,6 +95,11 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         Raises ``UnresolvedDurationError`` for ``epochs(...)``/``fraction(...)``
         until the schedule is resolved (``resolve()`` returns a resolved copy).
         """
+        memo = self.__dict__.get("_memo")
+        if memo is not None:  # the common case first: evaluation reads arguments every step
+            hit = memo.get(("arg", name), _MISSING)
+            if hit is not _MISSING:
+                return hit
         return self.cached(("arg", name), lambda: _resolve(self._args[name], None, None))
 
     def cached(self, key: Any, compute):
@@ -165,20 +172,32 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         return self._value(step)
 
     def _value(self, step):
-        ops = keras.ops
-        step = ops.convert_to_tensor(step)
-        if _math.TORCH_TABLES and keras.backend.backend() == "torch":
-            value = _math.tabulated(self, step)
-            if value is not None:
-                return value
-        xp = _math.Graph(_math.graph_dtype(), getattr(step, "device", None))
+        if keras.backend.backend() == "torch":  # eager: every call runs, keep it short
+            step = step.value if isinstance(step, keras.Variable) else \
+                keras.ops.convert_to_tensor(step)
+            if _math.TORCH_TABLES:
+                value = _math.tabulated(self, step)
+                if value is not None:
+                    return value
+            xp = _math.Graph.eager(_math.graph_dtype(), step.device)
+        else:
+            step = keras.ops.convert_to_tensor(step)
+            xp = _math.Graph(_math.graph_dtype(), getattr(step, "device", None))
         ops = xp.ops
-        shape = ops.shape(step)
+        shape = tuple(step.shape)
         xp.scalar = len(shape) == 0
         t = xp.step(step)
-        value = self._eval(t, xp)
-        value = ops.broadcast_to(ops.cast(xp.float(value), xp.dtype), ops.shape(xp.float(t)))
-        return ops.cast(ops.reshape(value, shape), "float32")
+        value = xp.float(self._eval(t, xp))
+        value = ops.cast(value if hasattr(value, "shape") else xp.const(value), xp.dtype)
+        if xp.scalar:  # one value, of shape () or (1,)
+            if len(value.shape):
+                value = ops.squeeze(value, 0)
+        else:
+            flat = tuple(xp.float(t).shape)
+            if tuple(value.shape) != flat:
+                value = ops.broadcast_to(value, flat)
+            value = ops.reshape(value, shape)
+        return ops.cast(value, "float32")
 
     def at(self, steps: Any) -> np.ndarray | np.float32:
         """Values at ``steps`` (a step, a range or an array), computed with NumPy.

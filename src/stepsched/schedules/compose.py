@@ -49,7 +49,7 @@ class Warmup(Schedule):
         start, shape = self.arg("start"), self.arg("shape")
         u = xp.minimum(xp.float(t) / self.duration, 1.0)
         if shape == "linear":
-            return start + (target - start) * u
+            return target * u if start == 0 else start + (target - start) * u
         if shape == "cosine":
             return target + (start - target) * _math.half_cosine(1.0 - u, xp)
         if target <= 0:
@@ -143,11 +143,13 @@ class Sequence(Schedule):
             piece, lo, hi, target = pieces[i], starts[i], ends[i], targets[i]
 
             def value(t):
-                ti = xp.maximum(t, lo) if math.isinf(hi) else xp.minimum(xp.maximum(t, lo), hi)
-                if target is not None:
-                    return piece.ramp(ti - lo, xp, target)
-                if relative:
-                    return piece._eval(ti - lo, xp)
+                ti = t if lo == 0 else xp.maximum(t, lo)  # steps are >= 0
+                if target is not None:  # the ramp holds its end itself
+                    return piece.ramp(ti if lo == 0 else ti - lo, xp, target)
+                if not math.isinf(hi):
+                    ti = xp.minimum(ti, hi)
+                if relative:  # held at hi already: no second clip at the piece's duration
+                    return piece._eval(ti if lo == 0 else ti - lo, xp, clip=False)
                 return piece._eval(ti, xp, clip=False)
             return value
 
@@ -155,7 +157,7 @@ class Sequence(Schedule):
         if len(branches) == 1:
             return branches[0](t)
         joins = self.cached("joins", lambda: np.asarray(starts[1:], np.float64))
-        return xp.piecewise(t, xp.bucket(joins, t, snap=True), branches)
+        return xp.pieces(t, joins, branches, snap=True)
 
     def __repr__(self) -> str:
         if self.arg("relative"):
@@ -250,6 +252,15 @@ class Restarts(Schedule):
 
     MAX_TABLE = 2**17
 
+    def _columns(self, horizon: float) -> tuple | None:
+        """``(starts, later starts, stretch m**i, scale**i)`` per cycle (None: no table)."""
+        table = self._start_table(horizon)
+        if table is None:
+            return None
+        m, decay = self.arg("period_mult"), self.arg("scale")
+        i = np.arange(len(table), dtype=np.float64)
+        return table, table[1:], np.power(m, i), np.power(decay, i)
+
     @property
     def duration(self) -> float | None:
         limit = self.arg("limit")
@@ -261,10 +272,13 @@ class Restarts(Schedule):
     def is_finite(self) -> bool:
         return self._args["limit"] is not None
 
-    def _formula(self, t, xp):
+    def _constants(self) -> tuple:
         piece = self.arg("piece")
-        d, m, decay, limit = (piece.duration, self.arg("period_mult"), self.arg("scale"),
-                              self.arg("limit"))
+        return (piece, piece.duration, self.arg("period_mult"), self.arg("scale"),
+                self.arg("limit"))
+
+    def _formula(self, t, xp):
+        piece, d, m, decay, limit = self.cached("constants", self._constants)
         if m == 1.0:
             i, local = xp.floordiv(t, d)
             if limit is not None:
@@ -273,14 +287,14 @@ class Restarts(Schedule):
                 i = xp.minimum(i, last)
         else:
             horizon = _math.max_step(t)
-            table = self._start_table(horizon)
-            if table is not None:
-                later, stretch, scale = self.cached(("columns", horizon), lambda: (
-                    table[1:], np.power(m, np.arange(len(table), dtype=np.float64)),
-                    np.power(decay, np.arange(len(table), dtype=np.float64))))
+            columns = self.cached(("columns", horizon), lambda: self._columns(horizon))
+            if columns is not None:
+                table, later, stretch, scale = columns
                 index = xp.bucket(later, t, snap=True)
                 local = xp.float(xp.offset(t, table, index)) / xp.gather(stretch, index)
-                value = piece._eval(local, xp)
+                # within a cycle the local step is below the piece's duration (to rounding):
+                # only past the last of ``limit`` cycles does the piece need holding
+                value = piece._eval(local, xp, clip=limit is not None)
                 if decay != 1.0:
                     value = value * xp.gather(scale, index)
                 return value

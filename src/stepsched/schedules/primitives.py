@@ -73,13 +73,17 @@ class Cosine(Schedule):
                          duration=duration_arg("duration", duration),
                          exponent=_validate.number("exponent", exponent, positive=True))
 
+    def _constants(self) -> tuple:
+        return self.arg("start"), self.arg("end"), self.arg("exponent"), self.duration
+
     def _formula(self, t, xp):
-        start, end, p = self.arg("start"), self.arg("end"), self.arg("exponent")
-        d = self.duration
-        c = _math.half_cosine((d - t) / d, xp)  # exactly 0 at t = d (a power keeps it 0)
+        start, end, p, d = self.cached("constants", self._constants)
+        # (t - d) / -d is (d - t) / d to the bit (eager torch subtracts faster in this order);
+        # exactly 0 at t = d (a power keeps it 0)
+        c = _math.half_cosine(t - d, xp, -d)
         if p != 1.0:
             c = xp.power(c, p)
-        return end + (start - end) * c
+        return (start - end) * c if end == 0 else end + (start - end) * c
 
 
 @_register
@@ -124,6 +128,8 @@ class Exponential(Schedule):
 
     def _formula(self, t, xp):
         start, rate, end = self.arg("start"), self.arg("rate"), self.arg("limit")
+        if end is None and not self.arg("staircase"):  # log(rate) / every folded into one
+            return start * xp.exp(t * (math.log(rate) / self.arg("every")))
         e = t / self.arg("every")
         if self.arg("staircase"):
             e = xp.floor(e)
