@@ -570,19 +570,21 @@ class Graph:
             f = f + t.f
         return self._normalized(n, f)
 
-    #: TensorFlow: pieces up to which ``select`` is a chain of ``where`` (fewer graph
-    #: operations than a stack and a gather) and the scalar ``piecewise`` runs every piece
-    #: (cheaper than a ``switch``, whose branch functions cost more than small pieces)
+    #: pieces up to which ``select`` is a chain of ``where`` on TensorFlow and torch (fewer
+    #: graph operations, or eager calls, than a stack and a gather), and TensorFlow's scalar
+    #: ``piecewise`` runs every piece (cheaper than a ``switch``, whose branch functions
+    #: cost more than small pieces)
     FEW_PIECES = 8
 
     def select(self, columns, index):
         ops = self.ops
-        if self.backend == "tensorflow" and len(columns) <= self.FEW_PIECES:
+        if self.backend in ("tensorflow", "torch") and len(columns) <= self.FEW_PIECES:
             out = ops.cast(self._t(columns[0]), self.dtype)
-            for i in range(1, len(columns)):
+            if len(columns) == 1:
+                return ops.where(index >= 0, out, out)  # the shape of index (broadcast)
+            for i in range(1, len(columns)):  # where broadcasts the values to index's shape
                 out = ops.where(index >= i, ops.cast(self._t(columns[i]), self.dtype), out)
-            return ops.broadcast_to(out, ops.shape(index)) \
-                if out.shape != index.shape else out
+            return out
         stacked = ops.stack([ops.broadcast_to(ops.cast(self._f(c), self.dtype), ops.shape(index))
                              for c in columns])
         return ops.take_along_axis(stacked, ops.expand_dims(index, 0), axis=0)[0]
