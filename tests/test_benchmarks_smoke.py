@@ -90,7 +90,12 @@ def test_per_evaluation_cost(quick_run):
     if BACKEND == "tensorflow":
         rows = res["apply"]["rows"]
         assert rows["constant"]["extra_ops_over_constant"] == 0
-        assert rows["ss_warmup_cosine"]["graph_ops"] > rows["constant"]["graph_ops"]
+        # the schedule is in the graph, built once: a constant rate is read per variable,
+        # so a cheap schedule's apply can have fewer operations than a constant rate's
+        ss_row = rows["ss_warmup_cosine"]
+        assert ss_row["one_evaluation_ops"] > 0
+        assert ss_row["graph_ops"] != rows["constant"]["graph_ops"]
+        assert ss_row["extra_ops_over_constant"] <= ss_row["one_evaluation_ops"]
     else:
         assert res["apply"] is None
     if BACKEND == "torch":

@@ -552,6 +552,9 @@ class Graph:
         return tf.squeeze(found, 0)
 
     def gather(self, values, index):
+        if self.backend == "torch" and isinstance(values, np.ndarray) and values.ndim == 1:
+            return self.ops.t.take(_torch_constant(values, self.dtype, self.ops.device),
+                                   index.long())
         if self.backend == "tensorflow":  # indices are in range: none of take's wrapping
             import tensorflow as tf
 

@@ -188,16 +188,15 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         xp.scalar = len(shape) == 0
         t = xp.step(step)
         value = xp.float(self._eval(t, xp))
-        value = ops.cast(value if hasattr(value, "shape") else xp.const(value), xp.dtype)
+        if not hasattr(value, "shape"):
+            value = xp.const(value)
         if xp.scalar:  # one value, of shape () or (1,)
-            if len(value.shape):
-                value = ops.squeeze(value, 0)
-        else:
-            flat = tuple(xp.float(t).shape)
-            if tuple(value.shape) != flat:
-                value = ops.broadcast_to(value, flat)
-            value = ops.reshape(value, shape)
-        return ops.cast(value, "float32")
+            return ops.cast(ops.squeeze(value, 0) if len(value.shape) else value, "float32")
+        value = ops.cast(value, xp.dtype)
+        flat = tuple(xp.float(t).shape)
+        if tuple(value.shape) != flat:
+            value = ops.broadcast_to(value, flat)
+        return ops.cast(ops.reshape(value, shape), "float32")
 
     def at(self, steps: Any) -> np.ndarray | np.float32:
         """Values at ``steps`` (a step, a range or an array), computed with NumPy.
