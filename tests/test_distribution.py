@@ -3,10 +3,16 @@
 Devices must be configured before the backend initialises, so each case runs
 a small script in a fresh interpreter: two logical CPU devices with
 ``tf.distribute.MirroredStrategy`` on TensorFlow, two host devices with
-``keras.distribution.DataParallel`` on JAX. The one-hot exact probe of
-``tests/test_exactness.py`` is fed each row twice per global batch of 2, one
-sample per replica; with the gradient averaged over the global batch, ``-w[k]``
-is the rate applied at global step ``k``.
+``keras.distribution.DataParallel`` on JAX.
+
+Two probes. The one-hot exact probe of ``tests/test_exactness.py`` is fed each
+row twice per global batch of 2, one sample per replica; with the gradient
+averaged over the global batch, ``-w[k]`` is the rate applied at global step
+``k``. The momentum probe has two one-entry kernels in two variable groups on an
+input of ones with loss = mean output (``tests/probe.py``), so every gradient is 1 on every replica
+and with SGD each kernel follows ``v_t = m_t v_(t-1) - r_t``, ``w_t = w_(t-1) + v_t``:
+``m_t`` is the momentum schedule and ``r_t`` the group's rate, both at global step
+``t``.
 """
 
 from __future__ import annotations
@@ -21,84 +27,150 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import stepsched as ss
 from tests.conftest import BACKEND
 from tests.test_exactness import RTOL, SCHEDULE
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 12
+MOMENTUM = f"ss.Linear(0.9, 0.5, {N})"
+RATE = f"ss.Linear(0.1, 0.02, {N})"
+MULTIPLIER = 0.5  # group "a"; group "b" takes the base rate
 
-COMMON = """
+PRELUDE = f"""
 import json, sys
 import numpy as np
-sys.path.insert(0, {root!r})
-from tests.test_exactness import SCHEDULE, applied, onehot_data, onehot_model
-
-def run(spe):
-    x, y = onehot_data({n})
-    x, y = np.repeat(x, 2, axis=0), np.repeat(y, 2, axis=0)  # global batch = [e_k, e_k]
-    model = build(spe)
-    model.fit(x, y, batch_size=2, shuffle=False, epochs=1, verbose=0)
-    return {{"rates": applied(model).tolist(),
-             "iterations": int(np.asarray(model.optimizer.iterations))}}
+sys.path.insert(0, {str(ROOT)!r})
 """
 
-TF_SCRIPT = """
+TF_SETUP = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+scope = strategy.scope
 
-def build(spe):
-    with strategy.scope():
-        return onehot_model(SCHEDULE, {n}, steps_per_execution=spe)
+def replicas(model):
+    return strategy.num_replicas_in_sync
 
 # Only steps_per_execution=1: Keras 3.15's multi-step loop fails under
 # MirroredStrategy ("You must feed a value for placeholder tensor") even for a
 # plain model with a float rate.
-print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
-                  "runs": {{spe: run(spe) for spe in (1,)}}}}))
+SPES = (1,)
 """
 
-JAX_SCRIPT = """
+JAX_SETUP = """
+import contextlib
 import keras
 devices = keras.distribution.list_devices("cpu")
 keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+scope = contextlib.nullcontext
 
-def build(spe):
-    return onehot_model(SCHEDULE, {n}, steps_per_execution=spe)
+def replicas(model):  # the kernel is replicated on both devices (the batch is split)
+    return len(model.trainable_variables[0].value.sharding.device_set)
 
-# The kernel is replicated on both devices (the batch is split between them).
-replicas = len(build(1).layers[-1].kernel.value.sharding.device_set)
-print(json.dumps({{"replicas": replicas, "runs": {{spe: run(spe) for spe in (1, 4)}}}}))
+SPES = (1, 4)
 """
 
+ONEHOT_PROBE = f"""
+from tests.test_exactness import SCHEDULE, applied, onehot_data, onehot_model
 
-def run_script(body: str, env: dict) -> dict:
-    code = textwrap.dedent(COMMON.format(root=str(ROOT), n=N)) + textwrap.dedent(
-        body.format(n=N))
+def build(spe):
+    return onehot_model(SCHEDULE, {N}, steps_per_execution=spe)
+
+def run(spe):
+    x, y = onehot_data({N})
+    x, y = np.repeat(x, 2, axis=0), np.repeat(y, 2, axis=0)  # global batch = [e_k, e_k]
+    with scope():
+        model = build(spe)
+    model.fit(x, y, batch_size=2, shuffle=False, epochs=1, verbose=0)
+    return {{"rates": applied(model).tolist(), "replicas": replicas(model),
+             "iterations": int(np.asarray(model.optimizer.iterations))}}
+"""
+
+MOMENTUM_PROBE = f"""
+import keras
+import stepsched as ss
+import stepsched.optimizers as so
+from tests.probe import mean_output
+
+def build(spe):
+    inputs = keras.Input((1,))
+    a = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", name="a")
+    b = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", name="b")
+    model = keras.Model(inputs, keras.layers.Add()([a(inputs), b(inputs)]))
+    opt = so.SGD({RATE}, momentum={MOMENTUM}, groups=[
+        so.Group("a", pattern="a/*", multiplier={MULTIPLIER}), so.Group("b")])
+    model.compile(optimizer=opt, loss=mean_output, steps_per_execution=spe)
+    return model
+
+def run(spe):
+    with scope():
+        model = build(spe)
+    seen = []
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append([int(np.asarray(self.model.optimizer.iterations))]
+                        + [float(np.asarray(w)[0, 0]) for w in self.model.get_weights()])
+    x = np.ones((2 * {N}, 1), "float32")  # global batch of 2: one row per replica
+    model.fit(x, x, batch_size=2, shuffle=False, epochs=1, verbose=0, callbacks=[Record()])
+    return {{"seen": seen, "replicas": replicas(model),
+             "iterations": int(np.asarray(model.optimizer.iterations))}}
+"""
+
+MAIN = """
+print(json.dumps({str(spe): run(spe) for spe in SPES}))
+"""
+
+ENV = {"tensorflow": {"KERAS_BACKEND": "tensorflow"},
+       "jax": {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}}
+SETUP = {"tensorflow": TF_SETUP, "jax": JAX_SETUP}
+distributed = pytest.mark.skipif(
+    BACKEND not in SETUP, reason="tf.distribute (TensorFlow) or keras.distribution (JAX)")
+
+
+def run_script(probe: str) -> dict:
+    code = "".join(textwrap.dedent(part) for part in (PRELUDE, SETUP[BACKEND], probe, MAIN))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **ENV[BACKEND]},
                             cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def check(out: dict, spes: set[str]) -> None:
-    assert out["replicas"] == 2
-    assert set(out["runs"]) == spes
-    for run in out["runs"].values():
+    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(runs) == {"tensorflow": {"1"}, "jax": {"1", "4"}}[BACKEND]
+    for run in runs.values():
+        assert run["replicas"] == 2
         assert run["iterations"] == N  # one increment per global batch
+    return runs
+
+
+@distributed
+def test_data_parallel_rate_uses_the_global_step():
+    for run in run_script(ONEHOT_PROBE).values():
         np.testing.assert_allclose(run["rates"], SCHEDULE.at(range(N)), rtol=RTOL)
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute is TensorFlow only")
-def test_mirrored_strategy_uses_the_global_step():
-    check(run_script(TF_SCRIPT, {"KERAS_BACKEND": "tensorflow"}), {"1"})
+def momentum_probe_weights() -> np.ndarray:
+    """The probe's kernels after each step, in float64: shape (step, kernel)."""
+    momentum = eval(MOMENTUM, {"ss": ss}).at(range(N))
+    rate = eval(RATE, {"ss": ss}).at(range(N))
+    paths = []
+    for scale in (MULTIPLIER, 1.0):
+        v = w = 0.0
+        path = []
+        for m, r in zip(momentum, rate, strict=True):
+            v = m * v - r * scale
+            w += v
+            path.append(w)
+        paths.append(path)
+    return np.asarray(paths).T
 
 
-@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel runs on JAX")
-def test_jax_data_parallel_uses_the_global_step():
-    check(run_script(JAX_SCRIPT, {"KERAS_BACKEND": "jax",
-                                  "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}),
-          {"1", "4"})
+@distributed
+def test_data_parallel_hyperparameter_and_group_schedules_use_the_global_step():
+    want = momentum_probe_weights()
+    for spe, run in run_script(MOMENTUM_PROBE).items():
+        seen = np.asarray(run["seen"])
+        steps = seen[:, 0].astype(int)
+        np.testing.assert_array_equal(steps, np.arange(int(spe), N + 1, int(spe)))
+        np.testing.assert_allclose(seen[:, 1:], want[steps - 1], rtol=1e-5)

@@ -269,6 +269,47 @@ def test_weights_file_resumes_exactly(tmp_path):
     _continue_after(tmp_path, "weights")
 
 
+class _DieAt(keras.callbacks.Callback):
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch >= self.batch:
+            raise RuntimeError("killed")
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_backup_and_restore_mid_epoch_resumes_exactly(tmp_path, with_groups):
+    """Backups every 4 steps; killed mid-epoch after a backup; a fresh model resumes. Keras
+    restores the step and restarts the epoch from its first batch, so the reference is a
+    run that saw the restored steps' batches, then the whole fit: the hyperparameter and
+    group schedules must carry on from the restored step for the weights to match."""
+    def optimizer():
+        groups = [so.Group("body", pattern="body/*", multiplier=ss.Linear(0.0, 1.0, 24),
+                           beta_1=ss.Linear(0.8, 0.9, 48)), so.Group("head")] \
+            if with_groups else None
+        return so.AdamW(ss.Cosine(0.02, 0.002, 64), beta_1=ss.Linear(0.95, 0.8, 64),
+                        weight_decay=ss.Linear(0.1, 0.0, 64), groups=groups)
+
+    spe = 1 if BACKEND == "torch" else 4
+    x, y = _data()  # 16 batches per epoch
+    fit = dict(batch_size=4, epochs=2, verbose=0, shuffle=False)
+    backup = str(tmp_path / "backup")
+    killed = _model(optimizer(), spe=spe)
+    with pytest.raises(RuntimeError, match="killed"):
+        killed.fit(x, y, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4),
+                                    _DieAt(batch=10)], **fit)
+    resumed = _model(optimizer(), spe=spe)
+    resumed.fit(x, y, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4)], **fit)
+    restored = int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) - 32
+    assert restored == (8 if spe == 1 else 12)  # the last backup before the kill, mid-epoch
+    reference = _model(optimizer(), spe=spe)
+    reference.fit(x[:4 * restored], y[:4 * restored], **{**fit, "epochs": 1})
+    reference.fit(x, y, **fit)
+    np.testing.assert_allclose(_flat(resumed), _flat(reference), atol=1e-6)
+
+
 def test_weights_files_load_into_a_plain_keras_optimizer_and_back(tmp_path):
     x, y = _data()
     ours = _model(so.Adam(0.01, beta_1=ss.Linear(0.9, 0.8, 16)), spe=SPE)
