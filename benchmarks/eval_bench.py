@@ -294,6 +294,111 @@ def _applier(opt, variables):
     return apply
 
 
+# ----------------------------------------------------------------- variable groups
+GROUP_COUNTS = (1, 4, 16)
+
+
+def _group_optimizers(layers: list) -> dict:
+    """AdamW over the layers' variables: Keras's with a constant rate and with its cosine
+    schedule, stepsched's with one rate, and with 1, 4 and 16 groups, each group with a
+    multiplier schedule of its own (layers split evenly between the groups)."""
+    warm_cosine = ss.WarmupCosine(PEAK, 1000, HORIZON)
+    out = {
+        "keras_constant": ("Keras AdamW, constant rate", lambda: keras.optimizers.AdamW(PEAK)),
+        "keras_cosine": ("Keras AdamW, CosineDecay(warmup_steps=1000)",
+                         lambda: keras.optimizers.AdamW(KS.CosineDecay(
+                             0.0, HORIZON - 1000, warmup_target=PEAK, warmup_steps=1000))),
+        "ss_single": ("stepsched AdamW, `WarmupCosine`, no groups",
+                      lambda: ss.optimizers.AdamW(warm_cosine)),
+    }
+    import stepsched.optimizers as so
+
+    for k in GROUP_COUNTS:
+        def make(k=k):
+            share = len(layers) // k
+            groups = [so.Group(f"g{i}", layers=layers[i * share:(i + 1) * share],
+                               multiplier=ss.Cosine(0.8 ** i, 0.08 * 0.8 ** i, HORIZON))
+                      for i in range(k - 1)]
+            # the last group is the default one (every variable the others leave)
+            groups.append(so.Group(f"g{k - 1}", multiplier=ss.Cosine(
+                0.8 ** (k - 1), 0.08 * 0.8 ** (k - 1), HORIZON)))
+            return so.AdamW(warm_cosine, groups=groups)
+        out[f"ss_groups_{k}"] = (f"stepsched AdamW, `WarmupCosine`, {k} group"
+                                 f"{'s' if k > 1 else ''} (a `Cosine` multiplier each)", make)
+    return out
+
+
+def _apply_fn(opt, variables):
+    """One ``apply`` of ``opt`` with fixed gradients, as a no-argument function
+    (TF: a traced ``tf.function``; JAX: the jitted ``stateless_apply``; torch: eager),
+    and the operations of one apply (TF graph nodes, JAX equations; torch None)."""
+    grads = [keras.ops.full_like(v.value, 0.01) for v in variables]
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(_applier(opt, variables))
+        return (lambda: fn(*grads)), _tf_nodes(fn.get_concrete_function(*grads))
+    if BACKEND == "jax":
+        import jax
+
+        opt_values = [v.value for v in opt.variables]
+        trainable = [v.value for v in variables]
+        fn = jax.jit(opt.stateless_apply)
+        ops = _count_eqns(jax.make_jaxpr(opt.stateless_apply)(opt_values, grads, trainable).jaxpr)
+        return (lambda: jax.block_until_ready(fn(opt_values, grads, trainable))), ops
+    return (lambda: opt.apply(grads, variables)), None
+
+
+def _count_eqns(jaxpr) -> int:
+    import jax.extend
+
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += 1
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            n += _count_eqns(sub)
+    return n
+
+
+def bench_groups(cfg: dict, rng: random.Random) -> dict:
+    """Time (and operations) of one AdamW ``apply`` over many variables: what variable
+    groups cost beside a single rate and Keras's own optimizer, per backend."""
+    n_layers = cfg["variables"] // 2
+    inputs = keras.Input((8,))
+    h, layers = inputs, []
+    for i in range(n_layers):
+        layers.append(keras.layers.Dense(8, name=f"dense_{i}"))
+        h = layers[-1](h)
+    keras.Model(inputs, h)  # builds the layers
+    variables = [v for layer in layers for v in layer.trainable_variables]
+    fns, ops, labels, syncs = {}, {}, {}, {}
+    for name, (label, make) in _group_optimizers(layers).items():
+        opt = make()
+        opt.build(variables)
+        opt.iterations.assign(STEP)
+        fns[name], ops[name] = _apply_fn(opt, variables)
+        labels[name] = label
+    for name, fn in fns.items():
+        syncs[name] = syncs_per_call(fn, 5)
+    times = time_interleaved(fns, max(5, cfg["calls"] // 10), cfg["repeats"], rng)
+    # time_interleaved divides by the evaluations per call; one apply per call here
+    times = {k: np.asarray(t) * per_call_divisor() for k, t in times.items()}
+    rows = {}
+    for name in fns:
+        t = times[name]
+        rows[name] = {"label": labels[name], "us_min": 1e6 * float(t.min()),
+                      "us_median": 1e6 * float(np.median(t)),
+                      "ratio_to_keras_constant_paired_median": float(np.median(
+                          t / times["keras_constant"])),
+                      "ratio_to_keras_cosine_paired_median": float(np.median(
+                          t / times["keras_cosine"])),
+                      "ratio_to_ss_single_paired_median": float(np.median(
+                          t / times["ss_single"])),
+                      "ops": ops[name], "syncs_per_call": syncs[name]}
+    return {"variables": len(variables), "step": STEP, "repeats": cfg["repeats"],
+            "rows": rows}
+
+
 # ----------------------------------------------------------------- training syncs (torch)
 def bench_training_syncs(cfg: dict) -> dict | None:
     if BACKEND != "torch":
@@ -315,6 +420,8 @@ def main() -> int:
     print(f"[{BACKEND}] AdamW apply / training syncs", file=sys.stderr, flush=True)
     result["apply"] = bench_apply(cfg)
     result["training_syncs"] = bench_training_syncs(cfg)
+    print(f"[{BACKEND}] variable groups", file=sys.stderr, flush=True)
+    result["groups"] = bench_groups(cfg, rng)
     result["wall_s"] = time.time() - t0
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

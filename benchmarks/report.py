@@ -156,6 +156,31 @@ def apply_table(results: dict) -> str:
                    "extra / one evaluation"], rows)
 
 
+def groups_table(results: dict) -> str:
+    """One AdamW ``apply`` per backend: Keras's, stepsched's with one rate, with groups."""
+    runs = {b: r["groups"] for b, r in results.get("eval", {}).items()
+            if "error" not in r and r.get("groups")}
+    if not runs:
+        return "(variable groups not run)"
+    first = next(iter(runs.values()))
+    header = ["optimizer"] + [f"{BACKEND_SHORT.get(b, b)}: µs, min (x Keras AdamW)"
+                              for b in runs]
+    header += [f"{BACKEND_SHORT.get(b, b)} ops" for b in runs if b != "torch"]
+    if "torch" in runs:
+        header.append("torch host reads")
+    rows = []
+    for name, row in first["rows"].items():
+        cells = [row["label"]]
+        for g in runs.values():
+            r = g["rows"][name]
+            cells.append(f"{r['us_min']:,.0f} ({r['ratio_to_keras_constant_paired_median']:.2f})")
+        cells += [f"{g['rows'][name]['ops']:,}" for b, g in runs.items() if b != "torch"]
+        if "torch" in runs:
+            cells.append(f"{runs['torch']['rows'][name]['syncs_per_call']:g}")
+        rows.append(cells)
+    return _table(header, rows)
+
+
 def sync_table(results: dict) -> str:
     res = results.get("eval", {}).get("torch")
     if not res or "error" in res or not res.get("training_syncs"):
@@ -332,6 +357,14 @@ def markdown(results: dict) -> str:
     if "tensorflow" in results.get("eval", {}):
         parts += ["**Evaluations per AdamW `apply`** on TF (graph of one `apply`, traced):", "",
                   apply_table(results), ""]
+    if any(r.get("groups") for r in results.get("eval", {}).values() if "error" not in r):
+        g = next(r["groups"] for r in results["eval"].values() if r.get("groups"))
+        parts += [f"**Variable groups**: one AdamW `apply` over {g['variables']} variables "
+                  f"at step {g['step']:,} (TF: a traced `tf.function`; JAX: the jitted "
+                  "`stateless_apply`; torch: eager), interleaved, minimum over "
+                  f"{g['repeats']} repeats and the median of the per-repeat ratio to Keras's "
+                  "AdamW with a constant rate; ops: graph nodes (TF) or jaxpr equations "
+                  "(JAX) of one apply:", "", groups_table(results), ""]
     if "torch" in results.get("eval", {}):
         parts += ["**Host syncs in training** (torch, every schedule class): "
                   + sync_table(results), ""]

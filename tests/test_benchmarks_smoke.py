@@ -103,6 +103,24 @@ def test_per_evaluation_cost(quick_run):
     assert "**One evaluation on" in stdout
 
 
+def test_variable_groups_cost(quick_run):
+    results, stdout = quick_run
+    g = results["eval"][BACKEND]["groups"]
+    assert set(g["rows"]) == {"keras_constant", "keras_cosine", "ss_single", "ss_groups_1",
+                              "ss_groups_4", "ss_groups_16"}
+    assert g["variables"] == 42
+    for row in g["rows"].values():
+        assert 0 < row["us_min"] <= row["us_median"]
+    assert g["rows"]["keras_constant"]["ratio_to_keras_constant_paired_median"] == 1.0
+    if BACKEND == "torch":
+        assert all(row["ops"] is None for row in g["rows"].values())
+        assert all(row["syncs_per_call"] == 0 for k, row in g["rows"].items()
+                   if k.startswith("ss_"))
+    else:
+        assert all(row["ops"] > 0 for row in g["rows"].values())
+    assert "**Variable groups**" in stdout
+
+
 def test_applied_rate_errors(quick_run):
     results, _ = quick_run
     rows = results["backends"][BACKEND]["errors"]

@@ -71,3 +71,88 @@ def test_keras_cosine_decay_breaks_where_stepsched_does_not():
     keras_cosine = keras.optimizers.schedules.CosineDecay(0.0, 900, warmup_target=1e-3,
                                                           warmup_steps=100)
     assert _graph_breaks(keras_cosine) > _graph_breaks(ss.WarmupCosine(1e-3, 100, 1000)) == 0
+
+
+# ------------------------------------------------ stepsched.optimizers on torch
+needs_torch = pytest.mark.skipif(BACKEND != "torch", reason="torch's fused updates, host reads")
+
+
+def _optimizer_host_reads(make) -> int:
+    """Host reads of three ``apply`` calls (after one to build) over a small model's
+    variables."""
+    inputs = keras.Input((4,))
+    body = keras.layers.Dense(3, name="body")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(body(inputs)))
+    variables = model.trainable_variables
+    optimizer = make(body)
+    grads = [keras.ops.full_like(v.value, 0.01) for v in variables]
+    optimizer.apply(grads, variables)
+    with workloads.SyncCounter() as counter:
+        for _ in range(3):
+            optimizer.apply(grads, variables)
+    return counter.total
+
+
+@needs_torch
+@pytest.mark.parametrize("name", sorted(ss.optimizers.OPTIMIZERS))
+def test_stepsched_optimizers_read_the_host_no_more_than_keras_s_own(name):
+    """Every hyperparameter scheduled, the rate a schedule, two groups (one with a
+    multiplier schedule and its own hyperparameter schedules): no more host reads per
+    step than Keras's own optimizer with a float rate and float hyperparameters."""
+    import inspect
+
+    cls = ss.optimizers.OPTIMIZERS[name]
+    base = cls._keras_class()
+    params = inspect.signature(base).parameters
+    floats = {h: (params[h].default if isinstance(params[h].default, float)
+                  and params[h].default != 0 else 0.1) for h in cls.hyperparameter_names}
+    schedules = {h: ss.Linear(v, v * 0.9, 100) for h, v in floats.items()}
+    per_group = {} if name == "Nadam" else {  # Nadam keeps one momentum product
+        h: ss.Linear(v, v * 0.8, 100) for h, v in floats.items() if h != "weight_decay"}
+
+    def ours(body):
+        return cls(ss.WarmupCosine(0.01, 10, 100), **schedules, groups=[
+            ss.optimizers.Group("body", layers=[body], multiplier=ss.Linear(1.0, 0.1, 100),
+                                **per_group), ss.optimizers.Group("rest")])
+
+    keras_own = _optimizer_host_reads(lambda body: base(0.01, **floats))
+    assert _optimizer_host_reads(ours) <= keras_own
+
+
+@needs_torch
+def test_torch_fused_and_per_variable_updates_agree(monkeypatch):
+    """Groups with multiplier schedules, a frozen group and per-group weight decay: Keras's
+    fused torch update (per group) and its per-variable update give the same weights and
+    slots; a scheduled epsilon (a constant schedule: the same values) makes every group
+    take the per-variable update, since the fused one would read it on the host."""
+    from stepsched import _keras
+
+    calls = {"fused": 0, "per_variable": 0}
+    for kind, real in (("fused", _keras.fused_update),
+                       ("per_variable", _keras.per_variable_update)):
+        def spy(*args, _real=real, _kind=kind):
+            calls[_kind] += 1
+            return _real(*args)
+        monkeypatch.setattr(_keras, f"{kind}_update", spy)
+
+    def run(**extra):
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((4,))
+        body = keras.layers.Dense(3, name="body")
+        model = keras.Model(inputs, keras.layers.Dense(1, name="head")(body(inputs)))
+        opt = ss.optimizers.AdamW(ss.WarmupCosine(0.02, 4, 24), weight_decay=0.05, groups=[
+            ss.optimizers.Group("body", layers=[body], multiplier=ss.Linear(0.0, 1.0, 8),
+                                weight_decay=0.0),
+            ss.optimizers.Group("head", frozen_until=6)], **extra)
+        model.compile(optimizer=opt, loss="mse")
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(48, 4)).astype("float32")
+        model.fit(x, x[:, :1] - x[:, 1:2], batch_size=4, verbose=0, shuffle=False)
+        return [keras.ops.convert_to_numpy(v) for v in model.weights + opt.variables]
+
+    fused = run()
+    assert calls == {"fused": 24, "per_variable": 0}  # 12 steps, 2 groups
+    per_variable = run(epsilon=ss.Constant(1e-7))
+    assert calls == {"fused": 24, "per_variable": 24}
+    for a, b in zip(fused, per_variable, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -6,8 +6,12 @@ that changes one fails here by name.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
+import pytest
 
 import stepsched as ss
 from stepsched import _keras
@@ -109,6 +113,10 @@ def test_apply_calls_the_private_methods_stepsched_overrides():
             calls.append(("rate",))
             return super()._get_current_learning_rate()
 
+        def _backend_update_step(self, grads, trainable_variables, learning_rate):
+            calls.append(("backend", len(trainable_variables)))
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+
         def update_step(self, gradient, variable, learning_rate):
             calls.append(("update",))
             return super().update_step(gradient, variable, learning_rate)
@@ -123,50 +131,63 @@ def test_apply_calls_the_private_methods_stepsched_overrides():
     assert calls[0] == ("decay", 2)
     assert ("rate",) in calls[:3]
     assert calls.count(("update",)) == 2
-    assert calls.index(("update",)) > calls.index(("decay", 2))
+    assert calls.index(("update",)) > calls.index(("backend", 2)) > calls.index(("decay", 2))
 
 
-def test_slots_are_created_through_add_variable_from_reference():
-    """stepsched finds each variable's optimizer slots (to keep a frozen group's moments) by
-    overriding the public ``add_variable_from_reference``; every built-in optimizer's
-    slots go through it, named after Keras's accumulators and averages otherwise."""
-    from stepsched.optimizers.core import _NOT_UPDATE_SLOTS
+def _host_reads(fn) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import workloads
 
-    model = _model(0.1)
-    seen = []
-
-    class Recording(keras.optimizers.Adam):
-        def add_variable_from_reference(self, reference_variable, name=None,
-                                        initializer="zeros"):
-            seen.append(name)
-            return super().add_variable_from_reference(reference_variable, name, initializer)
-
-    opt = Recording(0.1, gradient_accumulation_steps=2, use_ema=True)
-    opt.build(model.trainable_variables)
-    assert set(seen) == {"momentum", "velocity", *_NOT_UPDATE_SLOTS}
+    with workloads.SyncCounter() as counter:
+        fn()
+    return counter.total
 
 
-def test_fit_batch_size_is_read_from_the_epoch_iterator_of_fit():
-    """``fit()``'s local ``epoch_iterator.data_adapter.batch_size`` (no public way: callback
-    params hold no batch size): arrays, a tf.data dataset with a static batch size, one
-    with an unknown batch dimension and a generator (both None)."""
-    import tensorflow as tf
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="Keras's fused torch updates")
+def test_torch_fused_updates_take_these_values_as_python_numbers():
+    """On torch Keras swaps each built-in optimizer for a class whose
+    ``_parallel_update_step`` updates all variables with ``torch._foreach_*``; some values
+    go to torch as Python numbers (``alpha=``), so a tensor there is read back to the host.
+    Measured for every float hyperparameter, one at a time as a tensor: the reads must be
+    those ``_keras.TORCH_FUSED_NUMBER_ARGUMENTS`` lists, and each fused update stepsched
+    leaves out must still read the host with every hyperparameter a number (the rate is a
+    tensor at every step)."""
+    import inspect
 
-    model = _model(0.1)
-    seen = []
-    probe = keras.callbacks.LambdaCallback(
-        on_train_begin=lambda logs: seen.append(_keras.fit_batch_size(model)),
-        on_epoch_begin=lambda epoch, logs: seen.append(_keras.fit_batch_size(model)))
-    x, y = np.zeros((12, 2), "float32"), np.zeros((12, 1), "float32")
-    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[probe])
-    data = tf.data.Dataset.from_tensor_slices((x, y))
-    model.fit(data.batch(6, drop_remainder=True), epochs=1, verbose=0, callbacks=[probe])
-    model.fit(data.batch(6), epochs=1, verbose=0, callbacks=[probe])  # batch dim unknown
+    from stepsched.optimizers._live import live
+    from stepsched.optimizers.core import _schedulable
 
-    def batches():
-        while True:
-            yield x[:3], y[:3]
+    left_out = {"SGD", "Adadelta", "Nadam"}
+    fused = {}
+    for name in dir(keras.optimizers):
+        base = getattr(keras.optimizers, name)
+        if isinstance(base, type) and issubclass(base, keras.optimizers.Optimizer):
+            cls = type(base.__new__(base))
+            if cls is not base and hasattr(cls, "_parallel_update_step"):
+                fused[name] = base
+    assert set(fused) == set(_keras.TORCH_FUSED_NUMBER_ARGUMENTS) | left_out
 
-    model.fit(batches(), steps_per_epoch=2, epochs=1, verbose=0, callbacks=[probe])
-    assert seen == [4, 4, 6, 6, None, None, None, None]
-    assert _keras.fit_batch_size(model) is None  # outside fit()
+    def reads(base, tensor: str | None) -> int:
+        variable = keras.Variable(np.ones((3,), "float32"))
+        # a non-zero momentum, so the optimizers that have one keep their momentum slots
+        momentum = {"momentum": 0.5} if "momentum" in inspect.signature(base).parameters \
+            else {}
+        opt = base(learning_rate=0.1, **momentum)
+        opt.build([variable])
+        if tensor is not None:
+            value = getattr(opt, tensor)
+            object.__setattr__(opt, tensor, live(value if isinstance(value, float) else 0.1))
+        rate = keras.ops.convert_to_tensor(0.1)
+        grads = [keras.ops.ones((3,))]
+        return _host_reads(lambda: _keras.fused_update(opt, grads, [variable], rate))
+
+    for name, base in fused.items():
+        always = reads(base, None)
+        if name in left_out:
+            assert always > 0, f"{name}'s fused update no longer reads the host"
+            assert _keras.torch_fused_class(base) is None
+            continue
+        numbers = {h for h in _schedulable(base) if reads(base, h) > always}
+        assert always == 0, name
+        assert numbers == _keras.TORCH_FUSED_NUMBER_ARGUMENTS[name], name
+        assert _keras.torch_fused_class(base) is type(base.__new__(base))

@@ -62,8 +62,53 @@ def current_learning_rate(optimizer):
 #: methods of ``keras.optimizers.Optimizer`` that stepsched's optimizers override to put
 #: per-group values in place while Keras's own code runs: ``apply`` calls
 #: ``_apply_weight_decay(variables)`` (which reads the rate through
-#: ``_get_current_learning_rate()``) and then ``update_step`` for each variable
-OVERRIDDEN_PRIVATE_METHODS = ("_apply_weight_decay", "_get_current_learning_rate")
+#: ``_get_current_learning_rate()``) and then ``_backend_update_step``, which calls
+#: ``update_step`` for each variable or, on torch, Keras's fused
+#: ``_parallel_update_step`` for all of them
+OVERRIDDEN_PRIVATE_METHODS = ("_apply_weight_decay", "_get_current_learning_rate",
+                              "_backend_update_step")
+
+
+def torch_fused_class(base: type) -> type | None:
+    """On torch, the class Keras instantiates for the built-in optimizer ``base``: one
+    whose ``_parallel_update_step`` updates every variable at once with
+    ``torch._foreach_*`` operations (``TorchOptimizer.__new__`` swaps the class). None
+    elsewhere, or for an optimizer whose fused update stepsched does not use."""
+    if keras.backend.backend() != "torch" or base.__name__ not in TORCH_FUSED_NUMBER_ARGUMENTS:
+        return None
+    cls = type(base.__new__(base))
+    return cls if cls is not base and hasattr(cls, "_parallel_update_step") else None
+
+
+#: the fused torch updates stepsched uses, each with what it passes to torch as a Python
+#: number (``alpha=``, or a ``_foreach_add`` scalar): a tensor there is read back to the
+#: host (a sync), so where one of these is scheduled, that group takes the per-variable
+#: update. Not used: SGD's and
+#: Adadelta's (they take the rate, a tensor at every step, as a number) and Nadam's (it
+#: reads its momentum product back to the host at every step)
+TORCH_FUSED_NUMBER_ARGUMENTS = {
+    "Adagrad": {"epsilon"},
+    "Adam": {"beta_1", "beta_2", "epsilon"},
+    "AdamW": {"beta_1", "beta_2", "epsilon"},
+    "Adamax": {"beta_1", "epsilon"},
+    "Lion": {"beta_1", "beta_2"},
+    "RMSprop": {"rho", "epsilon"},
+}
+
+
+def fused_update(optimizer, grads, variables, learning_rate) -> None:
+    """Keras's fused torch update of ``variables`` (``_parallel_update_step``)."""
+    import torch
+
+    with torch.no_grad():
+        optimizer._parallel_update_step(grads, variables, learning_rate)
+
+
+def per_variable_update(optimizer, grads, variables, learning_rate) -> None:
+    """Keras's generic update, what ``BaseOptimizer._backend_update_step`` does:
+    ``update_step`` once per variable."""
+    for grad, variable in zip(grads, variables, strict=True):
+        optimizer.update_step(grad, variable, learning_rate)
 
 
 def fit_batch_size(model) -> int | None:

@@ -171,7 +171,10 @@ class ScheduledOptimizer:
 
     @classmethod
     def _keras_class(cls) -> type:
-        return next(c for c in cls.__mro__[1:] if not issubclass(c, ScheduledOptimizer))
+        """The public Keras class (``keras.optimizers.Adam``), also where the class is built
+        on Keras's fused torch implementation of it."""
+        return next(c for c in cls.__mro__[1:] if c.__module__.startswith("keras.")
+                    and getattr(keras.optimizers, c.__name__, None) is c)
 
     def _parse_groups(self, groups):
         if groups is None:
@@ -339,23 +342,35 @@ class ScheduledOptimizer:
         if st.step is None or not st.step.groups:
             return super().update_step(gradient, variable, learning_rate)
         g = self._group_step(variable)
+        return self._in_group(g, [variable], lambda: super(ScheduledOptimizer, self).update_step(
+            gradient, variable, g.rate))
+
+    def _in_group(self, g: _GroupStep, variables: list, update) -> None:
+        """Run ``update()`` (Keras's update of ``variables``, all in group ``g``) with the
+        group's hyperparameters and step in place; where the group's gate is on at this
+        step, the variables and their slots keep their values."""
+        st = self._stepsched
         saved = {name: getattr(self, name) for name in g.hyper}
         for name, value in g.hyper.items():
             object.__setattr__(self, name, value)
         st.iteration_offset = g.offset
         try:
             if g.gate is None:
-                return super().update_step(gradient, variable, g.rate)
-            index = _keras.variable_index(self, variable)
-            state = [variable, *st.slots.get(index, [])]
-            before = [ops.copy(ops.convert_to_tensor(v)) for v in state]
-            super().update_step(gradient, variable, g.rate)
-            for v, old in zip(state, before, strict=False):
-                v.assign(ops.where(g.gate, old, ops.convert_to_tensor(v)))
+                return update()
+            state = [s for v in variables
+                     for s in (v, *st.slots.get(_keras.variable_index(self, v), []))]
+            self._held(g.gate, state, update)
         finally:
             for name, value in saved.items():
                 object.__setattr__(self, name, value)
             st.iteration_offset = None
+
+    def _held(self, gate, state: list, update) -> None:
+        """Run ``update()``; where ``gate`` is on, the ``state`` variables keep their values."""
+        before = [ops.copy(ops.convert_to_tensor(v)) for v in state]
+        update()
+        for v, old in zip(state, before, strict=True):
+            v.assign(ops.where(gate, old, ops.convert_to_tensor(v)))
 
     @property
     def iterations(self):
@@ -404,6 +419,48 @@ class ScheduledOptimizer:
         return config
 
 
+class _TorchFused:
+    """torch: Keras's fused update (every variable at once, ``torch._foreach_*``) per
+    group, where every value it takes as a Python number is one at this step; the
+    per-variable update for a group where a scheduled value would be read back to the
+    host instead (``_keras.TORCH_FUSED_NUMBER_ARGUMENTS``)."""
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        st = self._stepsched
+        if st.step is None:
+            return _keras.fused_update(self, grads, trainable_variables, learning_rate)
+        numbers = _keras.TORCH_FUSED_NUMBER_ARGUMENTS[self._keras_class().__name__]
+        tensors = set(st.step.globals)
+        if not st.step.groups:
+            update = _keras.per_variable_update if tensors & numbers else _keras.fused_update
+            return update(self, grads, trainable_variables, learning_rate)
+        members: dict[int, tuple[list, list]] = {}
+        for grad, v in zip(grads, trainable_variables, strict=True):
+            gs, vs = members.setdefault(st.group_of_index[_keras.variable_index(self, v)],
+                                        ([], []))
+            gs.append(grad)
+            vs.append(v)
+        for index, (gs, vs) in members.items():
+            g = st.step.groups[index]
+            if (tensors | set(g.hyper)) & numbers:
+                _keras.per_variable_update(self, gs, vs, learning_rate)  # update_step: g's
+            else:
+                self._in_group(g, vs, lambda g=g, gs=gs, vs=vs: _keras.fused_update(
+                    self, gs, vs, g.rate))
+
+    def _held(self, gate, state: list, update) -> None:
+        # the same as the Keras-ops version, on the torch tensors (without Keras's per-call
+        # conversions, which cost more than the update itself)
+        import torch
+
+        values = [v.value for v in state]
+        with torch.no_grad():
+            before = torch._foreach_mul(values, 1.0)  # exact copies
+            update()
+            for value, old in zip(values, before, strict=True):
+                torch.where(gate, old, value, out=value)
+
+
 def scheduled_values(optimizer, step: int, rate: float | None = None) -> dict[str, float]:
     """Host values at ``step`` of every scheduled hyperparameter and each group's rate.
 
@@ -448,7 +505,10 @@ def _make(base: type) -> type:
            "optimizer's step counter, and which takes ``groups=`` (a list of "
            "``stepsched.optimizers.Group``). Same arguments and variables as the Keras "
            "optimizer.")
-    cls = type(base.__name__, (ScheduledOptimizer, base),
+    fused = _keras.torch_fused_class(base)
+    bases = (ScheduledOptimizer, base) if fused is None else (
+        _TorchFused, ScheduledOptimizer, fused)
+    cls = type(base.__name__, bases,
                {"__module__": "stepsched.optimizers", "__doc__": doc,
                 "__qualname__": base.__name__, "hyperparameter_names": names})
     return keras.saving.register_keras_serializable(package="stepsched",
