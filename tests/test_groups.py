@@ -373,3 +373,26 @@ def test_logger_writes_every_scheduled_value_and_each_group_rate():
     np.testing.assert_allclose([s["learning_rate/body"] for s in seen], 0.1 * lr.at(steps),
                                rtol=1e-6)
     np.testing.assert_allclose(history.history["beta_1"], beta_1.at([3, 7, 11, 15]), rtol=1e-6)
+
+
+# --------------------------------------------------------------------- torch.compile
+@pytest.mark.skipif(BACKEND != "torch", reason="jit_compile=True on torch is torch.compile")
+def test_torch_compile_gives_the_eager_weights():
+    """On torch ``jit_compile=True`` compiles the train step with ``torch.compile``: a
+    scheduled ``beta_1`` and groups (a multiplier schedule, a frozen group) give the
+    weights of the eager step."""
+    def run(jit):
+        keras.utils.set_random_seed(1)
+        opt = so.AdamW(ss.WarmupCosine(0.01, 4, TOTAL), beta_1=ss.Linear(0.95, 0.85, TOTAL),
+                       groups=[so.Group("body", pattern="body/*",
+                                        multiplier=ss.Linear(0.0, 1.0, 8)),
+                               so.Group("head", frozen_until=6)])
+        model, _, _ = _model()
+        model.compile(optimizer=opt, loss="mse", jit_compile=jit)
+        assert model.jit_compile is jit
+        x, y = _data()
+        _fit(model, x[:16 * BATCH], y[:16 * BATCH])
+        return np.concatenate([w.ravel() for w in model.get_weights()])
+
+    eager = run(False)
+    np.testing.assert_allclose(run(True), eager, rtol=1e-5, atol=1e-6)
