@@ -107,7 +107,8 @@ class _Step:
             if group.multiplier is not None:
                 multiplier = group.multiplier(step)
                 rate = rate * multiplier
-                gate = ops.equal(multiplier, 0.0)
+                if not _is_constant(group.multiplier, nonzero=True):  # can it be 0 here?
+                    gate = ops.equal(multiplier, 0.0)
             g.offset = None
             if group.frozen_until is not None:
                 k = int(group.frozen_until)
@@ -120,17 +121,18 @@ class _Step:
             g.hyper = {name: live(s(step)) for name, s in group.hyperparameters.items()}
             if group.weight_decay is None:
                 g.weight_decay = "inherit"
-            elif _is_zero(group.weight_decay):
+            elif _is_constant(group.weight_decay, nonzero=False):
                 g.weight_decay = None
             else:
                 g.weight_decay = live(group.weight_decay(step))
             self.groups.append(g)
 
 
-def _is_zero(schedule) -> bool:
+def _is_constant(schedule, *, nonzero: bool) -> bool:
+    """Whether ``schedule`` is a ``Constant`` that is non-zero (``nonzero=True``) or zero."""
     from ..schedules.primitives import Constant
 
-    return isinstance(schedule, Constant) and schedule.arg("value") == 0
+    return isinstance(schedule, Constant) and (schedule.arg("value") != 0) == nonzero
 
 
 class ScheduledOptimizer:
