@@ -41,6 +41,7 @@ PRELUDE = f"""
 import json, sys
 import numpy as np
 sys.path.insert(0, {str(ROOT)!r})
+N = {N}
 """
 
 TF_SETUP = """

@@ -115,62 +115,35 @@ def test_a_generator_without_a_batch_size_fails_clearly():
 
 
 # --------------------------------------------------------------------- replicas
-DISTRIBUTED = """
+# the probe run by tests/test_distribution.py's scripts (two replicas, one sample each)
+SCALED_PROBE = """
 import stepsched as ss
+from tests.test_exactness import applied, onehot_data, onehot_model
 LR = ss.BatchScaled(ss.Warmup(ss.samples(8)) >> ss.Constant(0.1), base_batch_size=1,
                     rule="sqrt")
 
-def scaled_run(scope):
-    x, y = onehot_data({n})
+def run(spe):
+    x, y = onehot_data(N)
     x, y = np.repeat(x, 2, axis=0), np.repeat(y, 2, axis=0)  # global batch = [e_k, e_k]
-    with scope:
-        model = onehot_model(LR, {n})
+    with scope():
+        model = onehot_model(LR, N, steps_per_execution=spe)
     model.fit(x, y, batch_size=2, shuffle=False, epochs=1, verbose=0,
               callbacks=[ss.callbacks.Plan()])
     rate = model.optimizer._learning_rate
     while not isinstance(rate, ss.BatchScaled):
         rate = rate.arg("schedule")
-    return {{"rates": applied(model).tolist(), "batch": rate.arg("batch_size")}}
+    return {"rates": applied(model).tolist(), "batch": rate.arg("batch_size"),
+            "replicas": replicas(model),
+            "iterations": int(np.asarray(model.optimizer.iterations))}
 """
 
 
-def _check_global(out):
-    assert out["replicas"] == 2 and out["run"]["batch"] == 2  # the global batch, not 1
-    from tests.test_distribution import N
+@pytest.mark.skipif(keras.backend.backend() not in ("tensorflow", "jax"),
+                    reason="tf.distribute (TensorFlow) or keras.distribution (JAX)")
+def test_data_parallel_resolves_samples_and_scaling_from_the_global_batch():
+    from tests.test_distribution import N, run_script
 
     expected = (ss.Warmup(4) >> ss.Constant(0.1)).at(range(N)) * np.sqrt(2.0)
-    np.testing.assert_allclose(out["run"]["rates"], expected, rtol=RTOL)
-
-
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute")
-def test_mirrored_strategy_resolves_samples_and_scaling_from_the_global_batch():
-    from tests.test_distribution import run_script
-
-    body = """
-import json
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-""" + DISTRIBUTED + """
-print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
-                  "run": scaled_run(strategy.scope())}}))
-"""
-    _check_global(run_script(body, {"KERAS_BACKEND": "tensorflow"}))
-
-
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.distribution on JAX")
-def test_jax_data_parallel_resolves_samples_and_scaling_from_the_global_batch():
-    from tests.test_distribution import run_script
-
-    body = """
-import contextlib, json
-import keras
-devices = keras.distribution.list_devices("cpu")
-keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-""" + DISTRIBUTED + """
-print(json.dumps({{"replicas": len(devices), "run": scaled_run(contextlib.nullcontext())}}))
-"""
-    _check_global(run_script(body, {"KERAS_BACKEND": "jax",
-                                    "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}))
+    for run in run_script(SCALED_PROBE).values():
+        assert run["batch"] == 2  # the global batch, not the per-replica 1
+        np.testing.assert_allclose(run["rates"], expected, rtol=RTOL)
