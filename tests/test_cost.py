@@ -156,3 +156,51 @@ def test_torch_fused_and_per_variable_updates_agree(monkeypatch):
     assert calls == {"fused": 24, "per_variable": 24}
     for a, b in zip(fused, per_variable, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------ host values read at every batch
+@pytest.mark.parametrize("name", sorted(workloads.every_class()))
+def test_value_at_gives_at_s_values_block_after_block(name):
+    schedule = workloads.every_class()[name]
+    block = ss.schedules.base.HOST_BLOCK
+    # forward across block edges, back into the first block, far ahead, and back to 0
+    steps = [*range(2 * block + 10), 3, 2, 10**7, 10**7 + block, 0]
+    got = np.array([schedule.value_at(k) for k in steps], np.float32)
+    want = np.array([schedule.at(k) for k in steps], np.float32)
+    # one NumPy evaluation either way; a block is a longer array, which a CPU's vector
+    # loop may round differently in the last float64 bit: at most 1 ulp in float32
+    np.testing.assert_array_max_ulp(got, want, maxulp=1)
+
+
+def test_per_batch_logger_evaluates_each_schedule_once_per_block(monkeypatch):
+    n = 300  # batches: two blocks
+    base = ss.Linear(1e-2, 1e-3, n)
+    beta_1 = ss.Linear(0.9, 0.8, n)
+    inputs = keras.Input((2,))
+    body = keras.layers.Dense(2, name="body")
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(body(inputs)))
+    optimizer = ss.optimizers.Adam(base, beta_1=beta_1, groups=[
+        ss.optimizers.Group("body", layers=[body], multiplier=0.5), ss.optimizers.Group("rest")])
+    model.compile(optimizer=optimizer, loss="mse")
+    evaluations = []
+    at = ss.Schedule.at
+    monkeypatch.setattr(ss.Schedule, "at",
+                        lambda self, steps: evaluations.append(np.size(steps)) or at(self, steps))
+
+    class Seen(keras.callbacks.Callback):
+        rows = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.rows.append((logs["learning_rate"], logs["beta_1"], logs["learning_rate/body"]))
+
+    x = np.zeros((n, 2), "float32")
+    model.fit(x, x[:, :1], batch_size=1, epochs=1, verbose=0, shuffle=False,
+              callbacks=[ss.callbacks.LearningRateLogger(), Seen()])
+    rows = np.array(Seen.rows, np.float64)
+    steps = np.arange(n)
+    np.testing.assert_allclose(rows[:, 0], base.at(steps), rtol=1e-6)
+    np.testing.assert_allclose(rows[:, 1], beta_1.at(steps), rtol=1e-6)
+    np.testing.assert_allclose(rows[:, 2], 0.5 * base.at(steps), rtol=1e-6)
+    per_batch = [k for k in evaluations if k != 1]  # blocks; single steps are one-offs
+    assert len(evaluations) < 20, evaluations  # one per batch and schedule would be 600+
+    assert len(per_batch) >= 4, evaluations

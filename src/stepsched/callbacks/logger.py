@@ -63,7 +63,8 @@ class LearningRateLogger(StepschedCallback):
     Cost: nothing is read from the device per batch. The step is read once
     (at the first batch end) and then counted on the host from the batch
     indices Keras passes; a stepsched schedule is evaluated on the host with
-    ``at()``. The count is re-read at each epoch end, where Keras has the
+    ``at()``, a block of the next few hundred steps at a time
+    (``Schedule.value_at``), so a batch costs a list lookup. The count is re-read at each epoch end, where Keras has the
     state on the host anyway: steps a ``LossScaleOptimizer`` skips for
     non-finite gradients (which do not advance the optimizer's step) are
     caught up there, so within such an epoch the logged rate may run ahead
@@ -125,7 +126,7 @@ class LearningRateLogger(StepschedCallback):
     def _rate(self, step: int) -> float:
         lr = _keras.rate_of(self._optimizer)
         if isinstance(lr, Schedule):
-            return float(lr.at(max(step - 1, 0)))
+            return lr.value_at(max(step - 1, 0))
         if isinstance(lr, keras.Variable):
             # On JAX the variable's value is detached during an epoch (the state lives in
             # the jitted loop) unless a callback synced it this batch, e.g. to assign it;

@@ -82,7 +82,7 @@ class BatchLearningRateScheduler(StepschedCallback):
                  allow_coarse: bool = False):
         super().__init__()
         if isinstance(schedule, Schedule):
-            self._fn, self.takes_rate = (lambda step: schedule.at(step)), False
+            self._fn, self.takes_rate = schedule.value_at, False
         elif isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             self._fn, self.takes_rate = schedule, False
         elif callable(schedule):

@@ -476,27 +476,27 @@ def scheduled_values(optimizer, step: int, rate: float | None = None) -> dict[st
     st = getattr(optimizer, "_stepsched", None)
     if st is None:
         return {}
-    out = {name: float(s.at(step)) for name, s in st.schedules.items()}
+    out = {name: s.value_at(step) for name, s in st.schedules.items()}
     if not st.groups:
         return out
     given, rate = rate, _keras.rate_of(optimizer)
     if given is not None:
         base = float(given)
     elif isinstance(rate, Schedule):
-        base = float(rate.at(step))
+        base = rate.value_at(step)
     else:
         base = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
     for g in st.groups:
-        value = float(g.learning_rate.at(step)) if g.learning_rate is not None else base
+        value = g.learning_rate.value_at(step) if g.learning_rate is not None else base
         if g.multiplier is not None:
-            value *= float(g.multiplier.at(step))
+            value *= g.multiplier.value_at(step)
         if isinstance(g.frozen_until, (int, float)) and step < g.frozen_until:
             value = 0.0
         out[f"learning_rate/{g.name}"] = value
         if g.weight_decay is not None:
-            out[f"weight_decay/{g.name}"] = float(g.weight_decay.at(step))
+            out[f"weight_decay/{g.name}"] = g.weight_decay.value_at(step)
         for name, s in g.hyperparameters.items():
-            out[f"{name}/{g.name}"] = float(s.at(step))
+            out[f"{name}/{g.name}"] = s.value_at(step)
     return out
 
 

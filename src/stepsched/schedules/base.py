@@ -20,6 +20,9 @@ from . import _math
 
 _MISSING = object()
 
+#: steps whose host values ``Schedule.value_at`` computes in one ``at()`` call
+HOST_BLOCK = 256
+
 
 def _resolve(value: Any, spe: float | None, total: float | None, deep: bool = False) -> Any:
     """Durations to numbers of steps; child schedules resolved into copies if ``deep``."""
@@ -222,6 +225,25 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         if arr.ndim == 0:
             return value[0]
         return value.reshape(arr.shape)
+
+    def value_at(self, step: int) -> float:
+        """``float(self.at(step))`` for one step, for a reader that asks at every batch.
+
+        One ``at()`` call costs about the same for one step as for a few
+        hundred (it is NumPy's per-call overhead), so the values of the next
+        ``HOST_BLOCK`` steps are computed together and kept on the schedule
+        (an immutable value: nothing can make them stale). A logger or a
+        callback pays one evaluation per block instead of one per batch.
+        """
+        block = self.__dict__.get("_host_block")
+        if block is not None:
+            start, values = block
+            i = step - start
+            if 0 <= i < len(values):
+                return values[i]
+        values = self.at(np.arange(step, step + HOST_BLOCK, dtype=np.float64)).tolist()
+        self.__dict__["_host_block"] = (step, values)  # one tuple: readers see a whole block
+        return values[0]
 
     # ----------------------------------------------------------- composition
     def __rshift__(self, other: Any) -> Schedule:
