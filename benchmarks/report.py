@@ -276,6 +276,12 @@ def targets(results: dict) -> list[dict]:
             out.append({"target": f"stepsched callbacks <= {STEP_TOLERANCE:.2f}x constant",
                         "where": where, "value": f"worst {ratio:.3f} ({calls[worst]['label']})",
                         "pass": ratio <= STEP_TOLERANCE})
+        assign, plain = v.get("batch_scheduler"), v.get("callback")
+        if assign and plain:  # assigning every batch costs what it costs; no more than that
+            ratio = assign["step_ratio_paired_median"] / plain["step_ratio_paired_median"]
+            out.append({"target": f"BatchLearningRateScheduler <= {STEP_TOLERANCE:.2f}x the plain "
+                                  "assigning callback", "where": where,
+                        "value": f"{ratio:.3f}", "pass": ratio <= STEP_TOLERANCE})
         if backend not in TARGET_BACKENDS:
             continue
         ours = {k: r for k, r in v.items() if r["family"] == "stepsched"}

@@ -33,8 +33,21 @@ class Variant:
     make_lr: Callable[[], Any]
     reference: Callable[[np.ndarray], np.ndarray]
     make_callbacks: Callable[[], list] = field(default=lambda: [])
-    family: str = "stepsched"  # "baseline", "keras", "callback" or "stepsched"
+    # "baseline", "keras", "callback", "stepsched", "stepsched_callback" or "stepsched_assign"
+    family: str = "stepsched"
     host: Any = None  # the stepsched schedule, for host evaluation
+
+
+class EmptyBatchHook(keras.callbacks.Callback):
+    """A per-batch hook that does nothing: what Keras itself costs to call one.
+
+    Any batch hook turns off Keras's asynchronous callback dispatch and has
+    Keras hand it the batch's logs; a per-batch callback's own cost is its
+    time over this one's.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
 
 
 class PerBatchCallback(keras.callbacks.Callback):
@@ -248,11 +261,14 @@ def callback_variants(steps_per_epoch: int, plateau_every: int = 8) -> list[Vari
     resolved = seed_schedule(2 * steps_per_epoch)
     n = plateau_every
 
-    def v(name, label, make_callbacks, make_lr=seed_schedule):
+    def v(name, label, make_callbacks, make_lr=seed_schedule, family="stepsched_callback"):
         return Variant(name, label, make_lr, resolved.at, make_callbacks=make_callbacks,
-                       family="stepsched_callback", host=resolved)
+                       family=family, host=resolved)
 
     return [
+        Variant("empty_batch_hook", "README schedule + an empty per-batch hook (Keras's dispatch)",
+                lambda: _copy(resolved), resolved.at, make_callbacks=lambda: [EmptyBatchHook()],
+                family="callback", host=resolved),
         v("seed_logger_batch", "README schedule + LearningRateLogger()",
           lambda: [cb.LearningRateLogger()]),
         v("seed_logger_epoch", 'README schedule + LearningRateLogger(every="epoch")',
@@ -265,7 +281,8 @@ def callback_variants(steps_per_epoch: int, plateau_every: int = 8) -> list[Vari
           lambda: [cb.LearningRateLogger(), cb.ReduceLROnPlateau(every=n, patience=1000)]),
         v("seed_plan", "README schedule + Plan()", lambda: [cb.Plan()]),
         v("batch_scheduler", "float rate + BatchLearningRateScheduler(README schedule)",
-          lambda: [cb.BatchLearningRateScheduler(resolved)], make_lr=lambda: PEAK),
+          lambda: [cb.BatchLearningRateScheduler(resolved)], make_lr=lambda: PEAK,
+          family="stepsched_assign"),  # assigns the rate every batch, like "callback"
     ]
 
 
