@@ -45,11 +45,13 @@ def test_logger_every_epoch_adds_no_batch_hook():
     batch = ss.callbacks.LearningRateLogger(every="batch")
     assert utils.is_default(epoch.on_train_batch_end)
     assert not utils.is_default(batch.on_train_batch_end)
-    # Keras keeps asynchronous callback dispatch (where the backend has it) as for
-    # a callback with no batch hook at all; a batch hook turns it off.
+    # Either way Keras keeps its callback dispatch (asynchronous where the backend is
+    # thread-safe) as for a callback with no batch hook at all; a plain batch hook turns
+    # it off.
     plain = keras.callbacks.CallbackList([keras.callbacks.Callback()])._async_train
     assert keras.callbacks.CallbackList([epoch])._async_train == plain
-    assert not keras.callbacks.CallbackList([batch])._async_train
+    assert keras.callbacks.CallbackList([batch])._async_train == plain
+    assert not keras.callbacks.CallbackList([batch, BatchLogs()])._async_train
 
 
 @pytest.mark.parametrize("rate", ["float", "keras_schedule", "stepsched"])
@@ -69,6 +71,49 @@ def test_logger_reports_rate_of_the_update_just_made(rate):
     np.testing.assert_allclose(history.history["learning_rate"], rates[-1:], rtol=RTOL)
     if rate == "keras_schedule":
         np.testing.assert_allclose(rates, 0.2 * 0.5 ** np.arange(n), rtol=RTOL)
+
+
+@pytest.mark.parametrize("rate", ["float", "keras_schedule", "stepsched"])
+def test_logger_is_exact_under_keras_asynchronous_dispatch(rate):
+    """Alone (with History and async-safe callbacks) the logger keeps Keras's asynchronous
+    dispatch: its batch hooks run on Keras's worker threads, in any order."""
+    import threading
+
+    n, epochs = 6, 3
+    lr = {
+        "float": 0.125,
+        "keras_schedule": keras.optimizers.schedules.ExponentialDecay(0.2, 1, 0.5),
+        "stepsched": ss.Linear(0.3, 0.1, n * epochs),
+    }[rate]
+
+    class AsyncLogs(keras.callbacks.Callback):
+        async_safe = True
+
+        def __init__(self):
+            super().__init__()
+            self.rows, self.threads = [], set()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.threads.add(threading.current_thread() is threading.main_thread())
+            self.rows.append((self.epoch, batch, logs["learning_rate"]))
+
+    seen = AsyncLogs()
+    fit(onehot_model(lr, n), *onehot_data(n), epochs=epochs,
+        callbacks=[ss.callbacks.LearningRateLogger(), seen])
+    plain = keras.callbacks.CallbackList([keras.callbacks.Callback()])._async_train
+    assert keras.callbacks.CallbackList([ss.callbacks.LearningRateLogger(), seen]
+                                        )._async_train == plain
+    if plain:
+        assert False in seen.threads  # hooks ran off the main thread
+    logged = [r for _, _, r in sorted(seen.rows, key=lambda row: row[:2])]
+    assert len(logged) == n * epochs
+    expected = {"float": np.full(n * epochs, 0.125),
+                "keras_schedule": 0.2 * 0.5 ** np.arange(n * epochs),
+                "stepsched": np.asarray(ss.Linear(0.3, 0.1, n * epochs).at(range(n * epochs)))}
+    np.testing.assert_allclose(logged, expected[rate], rtol=RTOL)
 
 
 def test_logger_every_epoch_writes_epoch_logs_only():

@@ -258,10 +258,13 @@ class StepCounter:
     """The global optimizer step on the host, without reading the device per batch.
 
     Batch hooks give epoch-relative indices (once per chunk under
-    ``steps_per_execution``). The counter reads the optimizer's raw step
-    once (at the first batch end, after any restore), then adds the batches
-    each hook reports; it re-reads at epoch ends, where Keras has synced the
-    state anyway (so steps a ``LossScaleOptimizer`` skipped are caught up).
+    ``steps_per_execution``, with the chunk's last index). The counter reads
+    the optimizer's raw step at each epoch begin (after any restore, where
+    Keras has the state on the host anyway) and adds the batches done:
+    ``step_after(batch)`` depends on nothing but the batch index, so hooks
+    may run in any order, on any thread (Keras's asynchronous dispatch). It
+    re-reads at epoch ends, so steps a ``LossScaleOptimizer`` skipped are
+    caught up there.
     """
 
     def __init__(self):
@@ -269,25 +272,35 @@ class StepCounter:
 
     def reset(self) -> None:
         self.step = None  # optimizer steps done, after the latest batch
+        self._base = None  # optimizer steps done when the epoch began
         self._seen = 0
 
-    def epoch_begin(self) -> None:
+    def epoch_begin(self, callback: keras.callbacks.Callback) -> None:
+        self._base = read_step(callback.model.optimizer)
         self._seen = 0
 
-    def batch_end(self, callback: keras.callbacks.Callback, batch: int) -> int:
-        """Steps done after the batch hook for ``batch``; returns how many this hook covers."""
+    def _done(self, callback: keras.callbacks.Callback, batch: int) -> int:
+        """Batches of the epoch done after the hook for ``batch``."""
         n = batch + 1
         steps = (callback.params or {}).get("steps")
         if steps:  # the last chunk of an epoch reports a full chunk past the epoch's end
             n = min(n, int(steps))
-        if n <= self._seen:  # a new epoch the hooks did not announce
-            self._seen = 0
+        return n
+
+    def step_after(self, callback: keras.callbacks.Callback, batch: int) -> int:
+        """Optimizer steps done after the batch hook for ``batch``."""
+        if self._base is None:  # batch hooks with no epoch begin (a hand-written loop)
+            self._base = read_step(callback.model.optimizer) - self._done(callback, batch)
+        return self._base + self._done(callback, batch)
+
+    def batch_end(self, callback: keras.callbacks.Callback, batch: int) -> int:
+        """Record the hook for ``batch`` (hooks in order); returns how many steps it covers."""
+        n = self._done(callback, batch)
+        if n <= self._seen and self.step is not None:  # a new epoch the hooks did not announce
+            self._base, self._seen = self.step, 0
         done = n - self._seen
         self._seen = n
-        if self.step is None:  # through callback.model: on JAX that syncs the state once
-            self.step = read_step(callback.model.optimizer)
-        else:
-            self.step += done
+        self.step = self.step_after(callback, batch)
         return done
 
     @property

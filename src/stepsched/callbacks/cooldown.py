@@ -226,7 +226,7 @@ class CooldownOnDemand(StepschedCallback):
             self._steps = self._duration_steps()
             self._install(self.model, self._steps)
         super().on_epoch_begin(epoch, logs)
-        self._counter.epoch_begin()
+        self._counter.epoch_begin(self)
         self._reader.reset()
         if first:
             budget = self._budget_start()

@@ -60,15 +60,18 @@ class LearningRateLogger(StepschedCallback):
     ``LossScaleOptimizer``. Being a stepsched callback, it also resolves
     ``epochs(...)``/``fraction(...)`` durations when training begins.
 
-    Cost: nothing is read from the device per batch. The step is read once
-    (at the first batch end) and then counted on the host from the batch
-    indices Keras passes; a stepsched schedule is evaluated on the host with
-    ``at()``, a block of the next few hundred steps at a time
-    (``Schedule.value_at``), so a batch costs a list lookup. The count is re-read at each epoch end, where Keras has the
-    state on the host anyway: steps a ``LossScaleOptimizer`` skips for
-    non-finite gradients (which do not advance the optimizer's step) are
-    caught up there, so within such an epoch the logged rate may run ahead
-    by the number of skipped steps.
+    Cost: nothing is read from the device per batch. The step is read at
+    each epoch begin and counted on the host from the batch indices Keras
+    passes; a stepsched schedule is evaluated on the host with ``at()``, for
+    a block of the next 256 steps at a time (``Schedule.value_at``), so a
+    batch costs a lookup. The hook depends on nothing but the batch index, so
+    it is ``async_safe``: it leaves Keras's callback dispatch as it would be
+    without it (asynchronous on TensorFlow and JAX unless another callback
+    needs the batches in order). The count is re-read at each epoch end,
+    where Keras has the state on the host anyway: steps a
+    ``LossScaleOptimizer`` skips for non-finite gradients (which do not
+    advance the optimizer's step) are caught up there, so within such an
+    epoch the logged rate may run ahead by the number of skipped steps.
 
     With a ``stepsched.optimizers`` optimizer it also writes every scheduled
     hyperparameter (``"beta_1"``, ``"momentum"``, ...) and each variable
@@ -78,8 +81,7 @@ class LearningRateLogger(StepschedCallback):
     hook runs, so a logger placed after it goes unseen there; a warning is
     issued when training begins in that case. (At epoch ends ``TensorBoard``
     writes the optimizer's current rate, that of the next step, under the same
-    name.) ``every="epoch"`` adds no batch hook, so asynchronous callback
-    dispatch stays on.
+    name.) ``every="epoch"`` adds no batch hook at all.
 
     Args:
         every: ``"batch"`` (default) or ``"epoch"``.
@@ -95,11 +97,12 @@ class LearningRateLogger(StepschedCallback):
         super().__init__()
         self.every = _validate.choice("every", every, ("batch", "epoch"))
         self._counter = StepCounter()
+        # The batch hook reads nothing from the device and depends only on the batch index:
+        # it may run on Keras's callback threads, so Keras's dispatch stays as it would be.
+        self.async_safe = True
         if self.every == "epoch":
-            # Keep Keras's default (no-op) batch hook so that async dispatch
-            # stays on and nothing is read from the device per batch.
+            # Keras's default (no-op) batch hook: nothing at all runs per batch.
             self.on_train_batch_end = super().on_train_batch_end
-            self.async_safe = True
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -121,7 +124,10 @@ class LearningRateLogger(StepschedCallback):
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
-        self._counter.epoch_begin()
+        self._counter.epoch_begin(self)
+        self._float_rate = None
+        if isinstance(_keras.rate_of(self._optimizer), keras.Variable):
+            self._float_rate = applied_rate(self.model.optimizer)  # the state is on the host
 
     def _rate(self, step: int) -> float:
         lr = _keras.rate_of(self._optimizer)
@@ -130,23 +136,22 @@ class LearningRateLogger(StepschedCallback):
         if isinstance(lr, keras.Variable):
             # On JAX the variable's value is detached during an epoch (the state lives in
             # the jitted loop) unless a callback synced it this batch, e.g. to assign it;
-            # the rate is not changed by the train step, so the last value read holds.
+            # the train step does not change the rate, so the epoch begin's value holds.
             try:
                 value = lr.value
             except TypeError:  # detached (JAX, mid-epoch)
                 value = None
             if value is not None:
-                self._float_rate = float(keras.ops.convert_to_numpy(value))
-            if getattr(self, "_float_rate", None) is None:
+                return float(keras.ops.convert_to_numpy(value))
+            if self._float_rate is None:  # batch hooks with no epoch begin
                 self._float_rate = applied_rate(self.model.optimizer)
             return self._float_rate
-        # another Keras schedule or a callable: evaluated through the model
-        return applied_rate(self.model.optimizer, max(step - 1, 0))
+        # another Keras schedule or a callable, evaluated at the step
+        return applied_rate(self._optimizer, max(step - 1, 0))
 
-    def _write(self, logs) -> None:
+    def _write(self, logs, step: int) -> None:
         if logs is None:
             return
-        step = self._counter.step
         logs["learning_rate"] = rate = self._rate(step)
         if getattr(self._optimizer, "_stepsched", None) is not None:
             # stepsched.optimizers: every scheduled hyperparameter and each group's rate
@@ -155,9 +160,8 @@ class LearningRateLogger(StepschedCallback):
             logs.update(scheduled_values(self._optimizer, max(step - 1, 0), rate))
 
     def on_train_batch_end(self, batch, logs=None):
-        self._counter.batch_end(self, batch)
-        self._write(logs)
+        self._write(logs, self._counter.step_after(self, batch))
 
     def on_epoch_end(self, epoch, logs=None):
         self._counter.epoch_end(self)
-        self._write(logs)
+        self._write(logs, self._counter.step)

@@ -340,7 +340,7 @@ class ReduceLROnPlateau(StepschedCallback):
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
-        self._counter.epoch_begin()
+        self._counter.epoch_begin(self)
         self._reader.reset()
 
     def on_train_batch_end(self, batch, logs=None):

@@ -372,15 +372,16 @@ class Graph:
     """``keras.ops`` on the active backend; float64 where the backend allows it."""
 
     @classmethod
-    def eager(cls, dtype: str, device) -> Graph:
-        """An evaluator for torch's eager calls, made once per dtype and device."""
-        key = (dtype, device)
+    def eager(cls, dtype: str, device, scalar: bool) -> Graph:
+        """An evaluator for torch's eager calls, made once per dtype, device and kind of
+        step (an evaluator is never changed after it is made: threads may share it)."""
+        key = (dtype, device, scalar)
         xp = _EAGER.get(key)
         if xp is None:
-            xp = _EAGER[key] = cls(dtype, device)
+            xp = _EAGER[key] = cls(dtype, device, scalar)
         return xp
 
-    def __init__(self, dtype: str, device=None):
+    def __init__(self, dtype: str, device=None, scalar: bool = False):
         import keras
         from keras import ops
 
@@ -388,7 +389,7 @@ class Graph:
         self.ops = _TorchOps(device) if self.backend == "torch" else ops
         self.dtype = dtype
         self.exact = dtype == "float32"
-        self.scalar = False  # True when evaluating the optimizer's single step
+        self.scalar = scalar  # True when evaluating the optimizer's single step
 
     @staticmethod
     def errstate(**kwargs):
@@ -737,8 +738,7 @@ def tabulated(schedule, step):
     value = torch.take(table, torch.clamp(step, 0, last).long())  # table[i] would sync
     if tail is None:
         return value
-    xp = Graph.eager(graph_dtype(), device)
-    xp.scalar = True
+    xp = Graph.eager(graph_dtype(), device, True)
     # the tail's local step; before the tail (where the table answers) it sees step 0 of it
     later = tail._eval(torch.clamp(step, min=last).to(torch.float64) - offset, xp)
     later = later.to(torch.float32)

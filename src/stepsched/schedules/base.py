@@ -182,13 +182,13 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
                 value = _math.tabulated(self, step)
                 if value is not None:
                     return value
-            xp = _math.Graph.eager(_math.graph_dtype(), step.device)
+            xp = _math.Graph.eager(_math.graph_dtype(), step.device, len(step.shape) == 0)
         else:
             step = keras.ops.convert_to_tensor(step)
-            xp = _math.Graph(_math.graph_dtype(), getattr(step, "device", None))
+            xp = _math.Graph(_math.graph_dtype(), getattr(step, "device", None),
+                             len(step.shape) == 0)
         ops = xp.ops
         shape = tuple(step.shape)
-        xp.scalar = len(shape) == 0
         t = xp.step(step)
         value = xp.float(self._eval(t, xp))
         if not hasattr(value, "shape"):
