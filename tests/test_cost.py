@@ -172,6 +172,20 @@ def test_value_at_gives_at_s_values_block_after_block(name):
     np.testing.assert_array_max_ulp(got, want, maxulp=1)
 
 
+def test_value_at_follows_the_variables_a_schedule_reads():
+    scaled = ss.callbacks.Scaled(ss.Linear(1.0, 0.5, 1000), multiplier=1.0)
+    cooldown = ss.Cooldown(ss.Constant(1.0), duration=4, shape="linear")
+    nested = ss.Warmup(10) >> ss.callbacks.Scaled(ss.Constant(1.0), multiplier=1.0)
+    for schedule in (scaled, cooldown, nested):
+        assert [schedule.value_at(k) for k in (20, 21)] == [float(schedule.at(k)) for k in (20, 21)]
+    scaled.multiplier.assign(0.25)
+    cooldown.state.set_start(10)
+    nested.arg("pieces")[-1].multiplier.assign(0.5)
+    for schedule, expected in ((scaled, 0.25 * float(ss.Linear(1.0, 0.5, 1000).at(22))),
+                               (cooldown, 0.0), (nested, 0.5)):
+        assert schedule.value_at(22) == float(schedule.at(22)) == pytest.approx(expected)
+
+
 def test_per_batch_logger_evaluates_each_schedule_once_per_block(monkeypatch):
     n = 300  # batches: two blocks
     base = ss.Linear(1e-2, 1e-3, n)

@@ -174,6 +174,29 @@ def test_probe_rates_are_schedule_times_multiplier(smoothing, symbolic):
     assert callback.multiplier == pytest.approx(in_force[-1])
 
 
+def test_per_batch_logger_logs_each_reduction_from_the_next_step():
+    """The logger (before the plateau callback) logs the rate each update used, across
+    reductions: its host values follow the multiplier variable."""
+
+    class Logged(keras.callbacks.Callback):
+        rates = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.rates.append(logs["learning_rate"])
+
+    model = probe_model(SCHEDULE)
+    callback = ReduceLROnPlateau(monitor="loss", every=8, mode="max", patience=1, cooldown=1,
+                                 factor=0.5)
+    recorder = WeightRecorder()
+    x, y = probe_data(32)
+    model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0,
+              callbacks=[ss.callbacks.LearningRateLogger(), callback, Logged(), recorder])
+    rates = recorder.rates()
+    assert callback.multiplier <= 0.25, "the run must include at least two reductions"
+    resolution = 2 * np.spacing(np.float32(np.abs(np.asarray(recorder.ws)).max()))
+    np.testing.assert_allclose(Logged.rates, rates, rtol=1e-6, atol=resolution)
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="torch runs one step per execution")
 def test_probe_exact_at_steps_per_execution_8():
     """With chunks of 8 the callback sees one mean per chunk; in mode "max" on a falling

@@ -149,6 +149,10 @@ class Scaled(Wrapper):
     def state(self) -> dict:
         return self.plateau.values
 
+    def host_state(self) -> float:
+        """What the values depend on besides the step (``Schedule.value_at``)."""
+        return self.multiplier_value
+
     # ----------------------------------------------------------- evaluation
     def transform(self, inner, xp):
         if isinstance(xp, _math.Graph):

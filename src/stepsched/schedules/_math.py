@@ -692,23 +692,39 @@ def _split_tail(schedule):
     return None
 
 
-def reads_variables(schedule) -> bool:
-    """Whether the schedule's value depends on a variable (a plateau multiplier, a
-    cooldown's start): its host values cannot be tabulated ahead."""
+def variable_readers(schedule) -> list:
+    """The pieces of ``schedule`` whose value reads a variable (a plateau multiplier, a
+    cooldown's start), each with ``host_state()``: what their values depend on besides
+    the step. Worked out once per schedule."""
     from .base import Recipe
     from .planned import Planned
 
-    todo = [schedule]
-    while todo:
-        s = todo.pop()
-        if getattr(s, "reads_variables", False):
-            return True
-        todo.extend(s._children())
-        if isinstance(s, Planned):
-            todo.append(s.resolved)
-        elif isinstance(s, Recipe) and not s.is_symbolic:
-            todo.append(s._built())
-    return False
+    def find():
+        out, todo = [], [schedule]
+        while todo:
+            s = todo.pop()
+            if getattr(s, "reads_variables", False):
+                out.append(s)
+            todo.extend(s._children())
+            if isinstance(s, Planned):
+                todo.append(s.resolved)
+            elif isinstance(s, Recipe) and not s.is_symbolic:
+                todo.append(s._built())
+        return out
+
+    return schedule.cached("variable readers", find)
+
+
+def reads_variables(schedule) -> bool:
+    """Whether the schedule's value depends on a variable: its values cannot be tabulated
+    ahead of time for good."""
+    return bool(variable_readers(schedule))
+
+
+def host_state(schedule) -> tuple:
+    """The values, read now, of the variables ``schedule`` reads (``()`` for most):
+    host values computed earlier hold while this is unchanged."""
+    return tuple(s.host_state() for s in variable_readers(schedule))
 
 
 def _host_table(schedule):

@@ -231,18 +231,21 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
         One ``at()`` call costs about the same for one step as for a few
         hundred (it is NumPy's per-call overhead), so the values of the next
-        ``HOST_BLOCK`` steps are computed together and kept on the schedule
-        (an immutable value: nothing can make them stale). A logger or a
-        callback pays one evaluation per block instead of one per batch.
+        ``HOST_BLOCK`` steps are computed together and kept on the schedule:
+        a logger or a callback pays one evaluation per block instead of one
+        per batch. A schedule is an immutable value except for the variables
+        a plateau multiplier or a cooldown's start keep; the block is kept with
+        their values and computed anew when one has changed.
         """
+        state = _math.host_state(self)
         block = self.__dict__.get("_host_block")
         if block is not None:
-            start, values = block
+            start, held, values = block
             i = step - start
-            if 0 <= i < len(values):
+            if held == state and 0 <= i < len(values):
                 return values[i]
         values = self.at(np.arange(step, step + HOST_BLOCK, dtype=np.float64)).tolist()
-        self.__dict__["_host_block"] = (step, values)  # one tuple: readers see a whole block
+        self.__dict__["_host_block"] = (step, state, values)  # one tuple: a whole block
         return values[0]
 
     # ----------------------------------------------------------- composition

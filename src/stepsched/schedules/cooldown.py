@@ -133,6 +133,10 @@ class Cooldown(Schedule):
     def start_step(self) -> int | None:
         return self.state.start_step
 
+    def host_state(self) -> int | None:
+        """What the values depend on besides the step (``Schedule.value_at``)."""
+        return self.start_step
+
     @property
     def duration(self) -> float | None:  # decided during training: open-ended until then
         return None
