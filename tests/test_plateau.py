@@ -174,9 +174,11 @@ def test_probe_rates_are_schedule_times_multiplier(smoothing, symbolic):
     assert callback.multiplier == pytest.approx(in_force[-1])
 
 
-def test_per_batch_logger_logs_each_reduction_from_the_next_step():
+@pytest.mark.parametrize("rate", ["schedule", "float"])
+def test_per_batch_logger_logs_each_reduction_from_the_next_step(rate):
     """The logger (before the plateau callback) logs the rate each update used, across
-    reductions: its host values follow the multiplier variable."""
+    reductions: its host values follow the multiplier variable (a schedule) or the
+    optimizer's rate variable (a float rate)."""
 
     class Logged(keras.callbacks.Callback):
         rates = []
@@ -184,7 +186,8 @@ def test_per_batch_logger_logs_each_reduction_from_the_next_step():
         def on_train_batch_end(self, batch, logs=None):
             self.rates.append(logs["learning_rate"])
 
-    model = probe_model(SCHEDULE)
+    Logged.rates = []
+    model = probe_model(SCHEDULE if rate == "schedule" else 0.05)
     callback = ReduceLROnPlateau(monitor="loss", every=8, mode="max", patience=1, cooldown=1,
                                  factor=0.5)
     recorder = WeightRecorder()

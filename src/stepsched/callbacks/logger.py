@@ -101,8 +101,9 @@ class LearningRateLogger(StepschedCallback):
         # it may run on Keras's callback threads, so Keras's dispatch stays as it would be.
         self.async_safe = True
         if self.every == "epoch":
-            # Keras's default (no-op) batch hook: nothing at all runs per batch.
+            # Keras's default (no-op) batch hooks: nothing at all runs per batch.
             self.on_train_batch_end = super().on_train_batch_end
+            self.on_train_batch_begin = super().on_train_batch_begin
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -129,20 +130,26 @@ class LearningRateLogger(StepschedCallback):
         if isinstance(_keras.rate_of(self._optimizer), keras.Variable):
             self._float_rate = applied_rate(self.model.optimizer)  # the state is on the host
 
+    def on_train_batch_begin(self, batch, logs=None):
+        # On JAX a float rate is detached from its variable while a step runs (the state
+        # lives in the jitted loop) and attached again when a callback syncs the state,
+        # e.g. to assign it (ReduceLROnPlateau at a batch end): until the next step starts.
+        if self._float_rate is not None and keras.backend.backend() == "jax":
+            self._read_float_rate()
+
+    def _read_float_rate(self) -> None:
+        try:
+            value = _keras.rate_of(self._optimizer).value
+        except TypeError:  # detached (JAX, mid-epoch): the train step does not change it
+            return
+        self._float_rate = float(keras.ops.convert_to_numpy(value))
+
     def _rate(self, step: int) -> float:
         lr = _keras.rate_of(self._optimizer)
         if isinstance(lr, Schedule):
             return lr.value_at(max(step - 1, 0))
         if isinstance(lr, keras.Variable):
-            # On JAX the variable's value is detached during an epoch (the state lives in
-            # the jitted loop) unless a callback synced it this batch, e.g. to assign it;
-            # the train step does not change the rate, so the epoch begin's value holds.
-            try:
-                value = lr.value
-            except TypeError:  # detached (JAX, mid-epoch)
-                value = None
-            if value is not None:
-                return float(keras.ops.convert_to_numpy(value))
+            self._read_float_rate()
             if self._float_rate is None:  # batch hooks with no epoch begin
                 self._float_rate = applied_rate(self.model.optimizer)
             return self._float_rate
