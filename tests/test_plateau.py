@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -402,6 +404,19 @@ def test_two_plateau_callbacks_on_one_optimizer_are_refused():
     with pytest.raises(ValueError, match="two stepsched ReduceLROnPlateau"):
         model.fit(x, y, batch_size=2, verbose=0, callbacks=[
             ReduceLROnPlateau(monitor="loss", every=2), ReduceLROnPlateau(monitor="loss")])
+
+
+def test_a_logger_after_the_plateau_callback_warns():
+    model = probe_model(SCHEDULE)
+    x, y = probe_data(4)
+    plateau = ReduceLROnPlateau(monitor="loss", every=2)
+    with pytest.warns(UserWarning, match="placed after stepsched's ReduceLROnPlateau"):
+        model.fit(x, y, batch_size=2, epochs=1, verbose=0,
+                  callbacks=[plateau, ss.callbacks.LearningRateLogger()])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*placed after.*")
+        model.fit(x, y, batch_size=2, epochs=1, verbose=0,
+                  callbacks=[ss.callbacks.LearningRateLogger(), plateau])
 
 
 def test_a_batch_level_backup_before_the_plateau_callback_warns(tmp_path):

@@ -122,6 +122,15 @@ class LearningRateLogger(StepschedCallback):
                 "LearningRateLogger first",
                 stacklevel=2,
             )
+        from .plateau import ReduceLROnPlateau
+
+        if any(isinstance(c, ReduceLROnPlateau) for c in order[:mine]):
+            warnings.warn(
+                "LearningRateLogger is placed after stepsched's ReduceLROnPlateau in the "
+                "callback list, so at each check that reduces the rate it logs the reduced "
+                "rate, not the one the step just made used; put LearningRateLogger first",
+                stacklevel=2,
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
