@@ -178,9 +178,9 @@ def test_value_at_follows_the_variables_a_schedule_reads():
     nested = ss.Warmup(10) >> ss.callbacks.Scaled(ss.Constant(1.0), multiplier=1.0)
     for schedule in (scaled, cooldown, nested):
         assert [schedule.value_at(k) for k in (20, 21)] == [float(schedule.at(k)) for k in (20, 21)]
-    scaled.multiplier.assign(0.25)
+    scaled.plateau.set(0.25)
     cooldown.state.set_start(10)
-    nested.arg("pieces")[-1].multiplier.assign(0.5)
+    nested.arg("pieces")[-1].plateau.set(0.5)
     for schedule, expected in ((scaled, 0.25 * float(ss.Linear(1.0, 0.5, 1000).at(22))),
                                (cooldown, 0.0), (nested, 0.5)):
         assert schedule.value_at(22) == float(schedule.at(22)) == pytest.approx(expected)
@@ -218,3 +218,26 @@ def test_per_batch_logger_evaluates_each_schedule_once_per_block(monkeypatch):
     per_batch = [k for k in evaluations if k != 1]  # blocks; single steps are one-offs
     assert len(evaluations) < 20, evaluations  # one per batch and schedule would be 600+
     assert len(per_batch) >= 4, evaluations
+
+
+def test_per_batch_logger_does_nothing_per_batch_when_no_later_callback_reads_the_logs(
+        monkeypatch):
+    n = 8
+    schedule = ss.Linear(1e-2, 1e-3, 2 * n)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+    reads = []
+    value_at = ss.Schedule.value_at
+    monkeypatch.setattr(ss.Schedule, "value_at",
+                        lambda self, step: reads.append(step) or value_at(self, step))
+
+    class Before(keras.callbacks.Callback):  # sees the batch logs before the logger writes
+        def on_train_batch_end(self, batch, logs=None):
+            assert "learning_rate" not in logs
+
+    x = np.zeros((n, 2), "float32")
+    history = model.fit(x, x[:, :1], batch_size=1, epochs=2, verbose=0, shuffle=False,
+                        callbacks=[Before(), ss.callbacks.LearningRateLogger()])
+    assert reads == [n - 1, 2 * n - 1]  # the epoch ends only
+    np.testing.assert_allclose(history.history["learning_rate"], schedule.at([n - 1, 2 * n - 1]),
+                               rtol=1e-6)

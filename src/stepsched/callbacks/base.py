@@ -151,6 +151,15 @@ def running_callback_list(callback) -> keras.callbacks.CallbackList | None:
     return None
 
 
+def has_batch_end_hook(callback: keras.callbacks.Callback) -> bool:
+    """Whether ``callback`` does anything at a training batch end (Keras's defaults do not)."""
+    for name in ("on_train_batch_end", "on_batch_end"):
+        method = getattr(callback, name)
+        if getattr(method, "__func__", method) is not getattr(keras.callbacks.Callback, name):
+            return True
+    return False
+
+
 #: Keras callbacks that assign ``optimizer.learning_rate`` and so fail on a schedule,
 #: with the stepsched counterpart to use instead
 _ASSIGNING_CALLBACKS = {

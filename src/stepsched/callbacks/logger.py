@@ -8,7 +8,14 @@ import keras
 
 from .. import _keras, _validate
 from ..schedules.base import Schedule
-from .base import StepCounter, StepschedCallback, inner_optimizer, read_step, running_callback_list
+from .base import (
+    StepCounter,
+    StepschedCallback,
+    has_batch_end_hook,
+    inner_optimizer,
+    read_step,
+    running_callback_list,
+)
 
 __all__ = ["LearningRateLogger", "applied_rate"]
 
@@ -64,10 +71,11 @@ class LearningRateLogger(StepschedCallback):
     each epoch begin and counted on the host from the batch indices Keras
     passes; a stepsched schedule is evaluated on the host with ``at()``, for
     a block of the next 256 steps at a time (``Schedule.value_at``), so a
-    batch costs a lookup. The hook depends on nothing but the batch index, so
-    it is ``async_safe``: it leaves Keras's callback dispatch as it would be
-    without it (asynchronous on TensorFlow and JAX unless another callback
-    needs the batches in order). The count is re-read at each epoch end,
+    batch costs a lookup, and nothing at all when no callback after it in the
+    list has a batch hook (no one would see the value). The hook depends on
+    nothing but the batch index, so it is ``async_safe``: it leaves Keras's
+    callback dispatch as it would be without it (asynchronous unless another
+    callback needs the batches in order). The count is re-read at each epoch end,
     where Keras has the state on the host anyway: steps a
     ``LossScaleOptimizer`` skips for non-finite gradients (which do not
     advance the optimizer's step) are caught up there, so within such an
@@ -110,11 +118,13 @@ class LearningRateLogger(StepschedCallback):
         self._counter.reset()
         self._optimizer = self.optimizer
         self._float_rate = None
+        self._readers = True  # whether a later callback may read the per-batch logs
         callbacks = running_callback_list(self)
         if callbacks is None:
             return
         order = list(callbacks.callbacks)
         mine = next(i for i, c in enumerate(order) if c is self)
+        self._readers = any(has_batch_end_hook(c) for c in order[mine + 1:])
         if any(isinstance(c, keras.callbacks.TensorBoard) for c in order[:mine]):
             warnings.warn(
                 "LearningRateLogger is placed after keras.callbacks.TensorBoard in the callback "
@@ -176,7 +186,8 @@ class LearningRateLogger(StepschedCallback):
             logs.update(scheduled_values(self._optimizer, max(step - 1, 0), rate))
 
     def on_train_batch_end(self, batch, logs=None):
-        self._write(logs, self._counter.step_after(self, batch))
+        if self._readers:  # else no callback is given this batch's logs after this one
+            self._write(logs, self._counter.step_after(self, batch))
 
     def on_epoch_end(self, epoch, logs=None):
         self._counter.epoch_end(self)

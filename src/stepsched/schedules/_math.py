@@ -696,10 +696,10 @@ def variable_readers(schedule) -> list:
     """The pieces of ``schedule`` whose value reads a variable (a plateau multiplier, a
     cooldown's start), each with ``host_state()``: what their values depend on besides
     the step. Worked out once per schedule."""
-    from .base import Recipe
-    from .planned import Planned
-
     def find():
+        from .base import Recipe
+        from .planned import Planned
+
         out, todo = [], [schedule]
         while todo:
             s = todo.pop()

@@ -60,6 +60,7 @@ class CooldownState(RunState):
         start_step = _start_arg(start_step)
         self.start = keras.Variable(NOT_STARTED if start_step is None else start_step,
                                     dtype="int32", trainable=False, name="cooldown_start")
+        self.host_start = start_step  # a host copy, kept by set_start()
 
     @property
     def start_step(self) -> int | None:
@@ -68,13 +69,15 @@ class CooldownState(RunState):
         return None if value < 0 else value
 
     def set_start(self, step: int | None) -> None:
+        """Assign the start (the variable and its host copy)."""
         self.start.assign(NOT_STARTED if step is None else int(step))
+        self.host_start = None if step is None or int(step) < 0 else int(step)
 
     def save_state(self, store) -> None:
         store["0"] = np.asarray(keras.ops.convert_to_numpy(self.start.value), np.int32)
 
     def load_state(self, store) -> None:
-        self.start.assign(np.asarray(store["0"], np.int32))
+        self.set_start(int(np.asarray(store["0"], np.int32)))
 
 
 @keras.saving.register_keras_serializable(package="stepsched")
@@ -134,8 +137,9 @@ class Cooldown(Schedule):
         return self.state.start_step
 
     def host_state(self) -> int | None:
-        """What the values depend on besides the step (``Schedule.value_at``)."""
-        return self.start_step
+        """What the values depend on besides the step (``Schedule.value_at``): the host copy
+        of the start, which ``CooldownState.set_start`` keeps."""
+        return self.state.host_start
 
     @property
     def duration(self) -> float | None:  # decided during training: open-ended until then
