@@ -271,6 +271,8 @@ def callback_variants(steps_per_epoch: int, plateau_every: int = 8) -> list[Vari
                 family="callback", host=resolved),
         v("seed_logger_batch", "README schedule + LearningRateLogger()",
           lambda: [cb.LearningRateLogger()]),
+        v("seed_logger_read", "README schedule + LearningRateLogger() + the empty hook after it",
+          lambda: [cb.LearningRateLogger(), EmptyBatchHook()]),
         v("seed_logger_epoch", 'README schedule + LearningRateLogger(every="epoch")',
           lambda: [cb.LearningRateLogger(every="epoch")]),
         v("seed_plateau_batch", f"README schedule + ReduceLROnPlateau(every={n})",

@@ -29,7 +29,8 @@ VARIANTS = {"constant", "keras_exponential", "callback", "ss_exponential", "ss_w
             "ss_interpolate50", "ss_sequence_restarts", "keras_piecewise", "ss_piecewise"}
 STEPSCHED = {v for v in VARIANTS if v.startswith("ss_")}
 # the README's paths with stepsched callbacks, timed at steps_per_execution=1
-CALLBACK_VARIANTS = {"seed_bare", "empty_batch_hook", "seed_logger_batch", "seed_logger_epoch",
+CALLBACK_VARIANTS = {"seed_bare", "empty_batch_hook", "seed_logger_batch", "seed_logger_read",
+                     "seed_logger_epoch",
                      "seed_plateau_batch", "seed_plateau_epoch", "seed_logger_plateau", "seed_plan",
                      "batch_scheduler"}
 EVAL_ROWS = {"seed", "warmup_cosine", "one_cycle", "sequence", "restarts", "piecewise"}
