@@ -235,7 +235,9 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         a logger or a callback pays one evaluation per block instead of one
         per batch. A schedule is an immutable value except for the variables
         a plateau multiplier or a cooldown's start keep; the block is kept with
-        their values and computed anew when one has changed.
+        the host copies of their values (``PlateauState.set`` and
+        ``CooldownState.set_start`` keep them) and computed anew when one has
+        changed.
         """
         state = _math.host_state(self)
         block = self.__dict__.get("_host_block")
