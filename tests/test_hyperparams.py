@@ -372,8 +372,12 @@ def test_durations_in_fractions_need_a_plan():
     np.testing.assert_array_equal(
         planned.at(range(16)), ss.OneCycle(0.1, total_steps=16).momentum().at(range(16)))
     _model(opt).fit(x, y, batch_size=4, verbose=0)
-    # the schedule as written is what the config keeps
-    assert opt.get_config()["momentum"]["class_name"] == "OneCycleMomentum"
+    # the config keeps the plan, as the rate's does: the schedule as written and what it
+    # was planned for
+    saved = opt.get_config()["momentum"]
+    assert saved["class_name"] == "Planned"
+    assert saved["config"]["schedule"]["class_name"] == "OneCycleMomentum"
+    assert (saved["config"]["steps_per_epoch"], saved["config"]["total_steps"]) == (16, 16)
 
 
 def test_the_migration_momentum_section_runs():

@@ -12,7 +12,7 @@ import keras
 
 from .. import _keras, _validate
 from ..durations import UnresolvedDurationError
-from ..schedules.planned import Planned, replanned, units
+from ..schedules.planned import Planned, plan, units
 from .distribute import check_strategy
 
 
@@ -52,12 +52,10 @@ def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
     """
     optimizer = inner_optimizer(model.optimizer)
     rate = _keras.rate_of(optimizer)
-    from ..schedules.batch import resolve_for_fit  # samples, tokens, BatchScaled
-
-    rate = resolve_for_fit(model, optimizer, rate)
     step, context = run_context(optimizer, params, first_epoch, rate)
+    batch = _Once(lambda: _keras.fit_batch_size(model))  # read only if a value counts samples
     try:
-        new = replanned(rate, context, step, on_change)
+        new = plan(rate, context, step, on_change, batch_size=batch)
     except UnresolvedDurationError as err:
         if params.get("steps"):
             raise
@@ -69,7 +67,7 @@ def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
             "returns a resolved copy, and give that copy to the optimizer") from err
     # stepsched.optimizers: the schedules of the other hyperparameters and of the groups
     others = bool(getattr(optimizer, "plan", None)) and optimizer.plan(
-        *context, step=step, on_change=on_change)
+        *context, step=step, on_change=on_change, batch_size=batch)
     if new is rate:
         if others:
             _keras.retrace(model)
@@ -77,6 +75,18 @@ def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
     _keras.replace_schedule(optimizer, new)
     _warn_if_longer_than_run(new, context)
     _keras.retrace(model)
+
+
+class _Once:
+    """A value computed on the first call, then kept."""
+
+    def __init__(self, compute):
+        self._compute, self._done, self._value = compute, False, None
+
+    def __call__(self):
+        if not self._done:
+            self._value, self._done = self._compute(), True
+        return self._value
 
 
 def run_context(optimizer, params: dict, first_epoch: int, rate

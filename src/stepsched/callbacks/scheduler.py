@@ -10,7 +10,8 @@ import keras
 
 from .. import _keras, _validate
 from ..schedules.base import Schedule
-from .base import StepschedCallback, inner_optimizer
+from ..schedules.planned import plan
+from .base import StepschedCallback, _policy, inner_optimizer, run_context
 
 __all__ = ["BatchLearningRateScheduler"]
 
@@ -119,6 +120,19 @@ class BatchLearningRateScheduler(StepschedCallback):
                 "accept one rate per chunk"
             )
         self._last = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        first = not getattr(self, "_planned", True)
+        super().on_epoch_begin(epoch, logs)
+        if first and isinstance(self.schedule, Schedule):
+            # the callback's own schedule is planned as the optimizer's values are: from
+            # this fit's parameters, by the same policy, kept across fits
+            own = getattr(self, "_own", None) or self.schedule
+            step, context = run_context(self.optimizer, self.params, epoch, own)
+            self._own = plan(own, context, step, _policy(self),
+                             "BatchLearningRateScheduler's schedule",
+                             lambda: _keras.fit_batch_size(self.model))
+            self._fn = self._own.value_at
 
     def on_train_batch_begin(self, batch, logs=None):
         # Going through self.model matters on JAX: it syncs the jitted state

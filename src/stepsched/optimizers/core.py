@@ -19,9 +19,11 @@ import keras
 from keras import ops
 
 from .. import _keras
-from ..durations import Duration, UnresolvedDurationError
+from ..durations import UnresolvedDurationError
 from ..schedules.base import Schedule
-from ..schedules.planned import Planned, replanned
+from ..schedules.batch import has_batch_units, resolve_batch
+from ..schedules.modifiers import modifiers, with_modifiers
+from ..schedules.planned import Planned, plan, plan_step
 from ._live import live
 from .groups import Group
 
@@ -62,10 +64,13 @@ def _as_hyper(name: str, value):
 
 
 def _nominal(schedule: Schedule) -> float:
-    """The schedule's value at step 0 (durations planned nominally if unresolved)."""
+    """The schedule's value at step 0 (durations planned nominally if unresolved: a batch
+    of one sample, 1000 steps an epoch, a run of 10**6 steps)."""
     try:
         return float(schedule.at(0))
     except UnresolvedDurationError:
+        if has_batch_units(schedule):
+            schedule = resolve_batch(schedule, 1)
         return float(Planned(schedule, 1000.0, 1e6).at(0))
 
 
@@ -77,12 +82,26 @@ class _State:
         self.schedules = schedules        # name -> Schedule (optimizer-wide)
         self.nominal = nominal            # name -> float (the attribute outside updates)
         self.groups = groups              # list[Group] or None, durations planned
-        self.written = groups             # the groups as given (saved in the config)
+        self.written = groups             # the groups as given (told their variables too)
         self.group_of_index: list[int] = []
         self.slots: dict[int, list] = {}  # variable index -> its optimizer slots
         self.step = None                  # _Step while an update is traced
         self.active_lr = None             # a group's rate while its weight decay runs
         self.iteration_offset = None
+        self.staged: dict = {}            # group name -> its rate inside the rate modifiers
+
+    def group_rate(self, optimizer, group):
+        """The group's own rate inside the modifiers of the optimizer's rate (plateau,
+        cooldown: ``stepsched.schedules.modifiers``), made once per rate."""
+        rate = _keras.rate_of(optimizer)
+        chain = modifiers(rate) if isinstance(rate, Schedule) else []
+        if not chain:
+            return group.learning_rate
+        key = (tuple(id(m) for m in chain), group.learning_rate)
+        entry = self.staged.get(group.name)
+        if entry is None or entry[0][0] != key[0] or entry[0][1] is not key[1]:
+            entry = self.staged[group.name] = (key, with_modifiers(chain, group.learning_rate))
+        return entry[1]
 
 
 class _GroupStep:
@@ -101,7 +120,8 @@ class _Step:
         for group in state.groups:
             g = _GroupStep()
             g.group = group
-            rate = group.learning_rate(step) if group.learning_rate is not None else base_lr
+            rate = state.group_rate(optimizer, group)(step) \
+                if group.learning_rate is not None else base_lr
             rate = ops.cast(rate, "float32")
             gate = None
             if group.multiplier is not None:
@@ -110,8 +130,8 @@ class _Step:
                 if not _is_constant(group.multiplier, nonzero=True):  # can it be 0 here?
                     gate = ops.equal(multiplier, 0.0)
             g.offset = None
-            if group.frozen_until is not None:
-                k = int(group.frozen_until)
+            if group.frozen_step is not None:
+                k = int(group.frozen_step)
                 frozen = ops.less(ops.convert_to_tensor(step), k)
                 gate = frozen if gate is None else ops.logical_or(gate, frozen)
                 rate = ops.where(frozen, ops.zeros_like(rate), rate)
@@ -223,7 +243,7 @@ class ScheduledOptimizer:
         return None if self._stepsched.groups is None else list(self._stepsched.groups)
 
     def plan(self, steps_per_epoch: float | None = None, total_steps: float | None = None,
-             *, step: int = 0, on_change: str = "auto") -> bool:
+             *, step: int = 0, on_change: str = "auto", batch_size=None) -> bool:
         """Plan ``epochs``/``fraction`` durations of the hyperparameter and group schedules
         for a run (the schedules as written are kept). Returns whether anything changed,
         in which case a traced train function must be rebuilt.
@@ -231,28 +251,29 @@ class ScheduledOptimizer:
         ``total_steps`` is the step at which the run ends; ``step`` the optimizer's
         step now. A plan that changes once training has started follows
         ``on_change``, as the learning rate's does (``stepsched.callbacks.Plan``);
-        stepsched callbacks call this at ``fit()``."""
+        ``batch_size`` (a number, or a function giving it) resolves ``samples``/``tokens``
+        and ``BatchScaled``. Each value is planned by ``stepsched.schedules.planned.plan``,
+        as the rate is; stepsched callbacks call this at ``fit()``."""
         context = (steps_per_epoch, total_steps)
         st = self._stepsched
 
-        def plan(schedules: dict, prefix: str = "") -> dict:
-            return {k: replanned(v, context, step, on_change, f"{prefix}{k}")
+        def planned(schedules: dict, prefix: str = "") -> dict:
+            return {k: plan(v, context, step, on_change, f"{prefix}{k}", batch_size)
                     for k, v in schedules.items()}
 
-        new = plan(st.schedules)
+        new = planned(st.schedules)
         changed = any(new[k] is not st.schedules[k] for k in new)
         st.schedules = new
         if st.groups:
             groups = []
             for g in st.groups:
-                planned = plan(g.schedules(), f"group {g.name!r}: ")
-                frozen = g.frozen_until
-                if isinstance(frozen, Duration):
-                    frozen = int(round(frozen.to_steps(*context)))
-                if any(planned[k] is not v for k, v in g.schedules().items()) or \
-                        frozen is not g.frozen_until:
+                schedules = planned(g.schedules(), f"group {g.name!r}: ")
+                frozen = plan_step(g.frozen_until, context, step, on_change, g.frozen_step,
+                                   f"group {g.name!r}: frozen_until", batch_size)
+                if any(schedules[k] is not v for k, v in g.schedules().items()) or \
+                        frozen != g.frozen_step:
                     changed = True
-                    g = g.with_schedules(planned, frozen)
+                    g = g.with_schedules(schedules, frozen)
                 groups.append(g)
             st.groups = groups
         return changed
@@ -260,14 +281,20 @@ class ScheduledOptimizer:
     # ------------------------------------------------------------------ Keras hooks
     def build(self, var_list):
         st = self._stepsched
-        zero = [n for n, v in st.nominal.items() if v == 0]
-        for name in zero:  # SGD/RMSprop keep momentum slots only for a non-zero momentum
+        # SGD/RMSprop build momentum slots only for a non-zero momentum: a momentum that a
+        # schedule (optimizer-wide or a group's) makes non-zero needs them all the same
+        scheduled = set(st.schedules).union(*(g.hyperparameters for g in st.groups or ()))
+        zero = {n: getattr(self, n) for n in scheduled
+                if isinstance(getattr(self, n, None), (int, float)) and getattr(self, n) == 0}
+        for name in zero:
             object.__setattr__(self, name, 1.0)
         try:
             super().build(var_list)
         finally:
-            for name in zero:
-                object.__setattr__(self, name, 0.0)
+            # what was there before: the nominal 0.0, or the live value when Keras builds
+            # lazily inside the first traced apply (TensorFlow)
+            for name, value in zero.items():
+                object.__setattr__(self, name, value)
         if st.groups:
             self._assign_groups(list(var_list))
 
@@ -326,7 +353,7 @@ class ScheduledOptimizer:
         todo = [k for k, v in st.schedules.items() if v.is_symbolic]
         for g in st.groups or ():
             todo += [f"{g.name}.{k}" for k, v in g.schedules().items() if v.is_symbolic]
-            if isinstance(g.frozen_until, Duration):
+            if g.frozen_until is not None and g.frozen_step is None:
                 todo.append(f"{g.name}.frozen_until")
         if todo:
             raise UnresolvedDurationError(
@@ -413,11 +440,12 @@ class ScheduledOptimizer:
     def get_config(self):
         config = super().get_config()
         st = self._stepsched
-        for name, schedule in st.schedules.items():  # as written, not as planned
-            original = schedule.arg("schedule") if isinstance(schedule, Planned) else schedule
-            config[name] = keras.saving.serialize_keras_object(original)
-        if st.written is not None:
-            config["groups"] = [g.get_config() for g in st.written]
+        # as planned, with the plan's history (a ``Planned`` keeps the schedule as written),
+        # like the optimizer's rate
+        for name, schedule in st.schedules.items():
+            config[name] = keras.saving.serialize_keras_object(schedule)
+        if st.groups is not None:
+            config["groups"] = [g.get_config() for g in st.groups]
         return config
 
 
@@ -487,10 +515,11 @@ def scheduled_values(optimizer, step: int, rate: float | None = None) -> dict[st
     else:
         base = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
     for g in st.groups:
-        value = g.learning_rate.value_at(step) if g.learning_rate is not None else base
+        value = st.group_rate(optimizer, g).value_at(step) if g.learning_rate is not None \
+            else base
         if g.multiplier is not None:
             value *= g.multiplier.value_at(step)
-        if isinstance(g.frozen_until, (int, float)) and step < g.frozen_until:
+        if g.frozen_step is not None and step < g.frozen_step:
             value = 0.0
         out[f"learning_rate/{g.name}"] = value
         if g.weight_decay is not None:

@@ -681,10 +681,10 @@ def _split_tail(schedule):
     if isinstance(schedule, Planned) and schedule.arg("previous") is None:
         return _split_tail(schedule.resolved)
     if schedule.is_finite:
-        duration = schedule.duration
-        if duration is None or not math.isfinite(duration):
+        after = schedule.constant_after  # not duration: a changed plan goes on past its end
+        if after is None or not math.isfinite(after):
             return None
-        return math.ceil(duration), None, 0.0
+        return math.ceil(after), None, 0.0
     if isinstance(schedule, Sequence) and schedule.arg("relative") and \
             len(schedule.arg("pieces")) > 1:
         start = schedule._starts()[-1]

@@ -138,6 +138,14 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         return self._args.get("duration") is not None
 
     @property
+    def constant_after(self) -> float | None:
+        """The step from which the value stays what it is there (None: it may change at
+        any step). For most schedules the piece's ``duration``; not for a plan that
+        changed during training (``Planned``), whose length is its run's while its values
+        go on past the run's end."""
+        return self.duration if self.is_finite else None
+
+    @property
     def is_symbolic(self) -> bool:
         """True if any duration is in epochs or as a fraction of the run."""
         return any(_is_symbolic(v) for v in self._args.values())

@@ -132,23 +132,3 @@ def _rewrite(schedule, batch):
         return schedule.with_schedule(_rewrite(schedule.arg("schedule"), batch))
     return type(schedule)(**{k: _value(v, batch) for k, v in schedule._args.items()})
 
-
-def resolve_for_fit(model, optimizer, rate):
-    """The optimizer's rate with its batch units resolved from the running ``fit()``
-    (installed in the optimizer when that changes it); ``rate`` itself otherwise."""
-    if not has_batch_units(rate):
-        return rate
-    from .. import _keras
-
-    batch = _keras.fit_batch_size(model)
-    if batch is None:
-        raise UnresolvedDurationError(
-            f"the schedule {rate!r} counts samples (samples(...), tokens(...) or BatchScaled), "
-            "but the batch size of this fit() cannot be read (a generator, or a dataset of "
-            "unknown batch size): resolve it by hand with "
-            "stepsched.schedules.batch.resolve_batch(schedule, batch_size) and give the copy "
-            "to the optimizer")
-    new = resolve_batch(rate, batch)
-    _keras.replace_schedule(optimizer, new)
-    _keras.retrace(model)
-    return new

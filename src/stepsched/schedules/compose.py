@@ -366,6 +366,10 @@ class Wrapper(Schedule):
         return self.arg("schedule").duration
 
     @property
+    def constant_after(self):
+        return self.arg("schedule").constant_after
+
+    @property
     def is_finite(self) -> bool:
         return self.arg("schedule").is_finite
 

@@ -28,8 +28,8 @@ class Extended(Schedule):
     .. math:: \eta(t) = \begin{cases} s(t) & t < a \\ n(t - a) & t \ge a \end{cases}
 
     ``then``'s durations in ``epochs(...)``/``fraction(...)`` are planned by the
-    next ``fit()`` (a fraction is of that fit's run). Past ``then``'s end its
-    final value holds.
+    next ``fit()``; a fraction is of the run from ``at`` on (the steps of the fit
+    that trains the new phase). Past ``then``'s end its final value holds.
 
     >>> import stepsched as ss
     >>> e = Extended(ss.Linear(1.0, 0.0, 4), ss.Linear(0.5, 0.0, 2), at=6)
@@ -45,6 +45,20 @@ class Extended(Schedule):
             raise ValueError(f"at must be <= 2**31 - 1 (the optimizer's int32 step), got {at!r}")
         super().__init__(schedule=as_schedule(schedule, "schedule"),
                          then=as_schedule(then, "then"), at=at)
+
+    def resolve(self, steps_per_epoch=None, total_steps=None) -> Schedule:
+        """``then``'s durations are its own: a ``fraction(p)`` of the run is of the steps
+        from ``at`` to the run's end (the fit that trains the new phase), not of the
+        steps before it."""
+        if not self.is_symbolic:
+            return self
+        at = self.arg("at")
+        rest = None if total_steps is None else total_steps - at
+        if rest is not None and rest <= 0:
+            raise ValueError(f"the run ends at step {total_steps:g}, at or before the new "
+                             f"phase's start {at}: nothing is left for {self.arg('then')!r}")
+        return Extended(self.arg("schedule").resolve(steps_per_epoch, total_steps),
+                        self.arg("then").resolve(steps_per_epoch, rest), at)
 
     @property
     def duration(self) -> float | None:

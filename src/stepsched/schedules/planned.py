@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from .. import _validate
-from ..durations import Duration
+from ..durations import Duration, UnresolvedDurationError
 from .base import Schedule, as_schedule
 
 __all__ = ["Planned"]
@@ -97,6 +97,25 @@ class Planned(Schedule):
         if self.arg("previous") is not None:
             return self.end if self.resolved.is_finite else None
         return self.resolved.duration
+
+    @property
+    def constant_after(self) -> float | None:
+        """After a change of plan: ``since`` plus the steps the later part takes to reach
+        its end (a restarted schedule's own, or the rest of the earlier plan at the
+        ``continue`` ratio), which may be past the run's end (``duration``)."""
+        previous = self.arg("previous")
+        if previous is None:
+            return self.resolved.constant_after
+        since = self.arg("since")
+        if self.arg("policy") == "restart":
+            after = self.resolved.constant_after
+            return None if after is None else since + after
+        after = previous.constant_after
+        if after is None:
+            return None
+        if after <= since or self.ratio == 0:
+            return float(since)
+        return since + (after - since) / self.ratio
 
     @property
     def is_finite(self) -> bool:
@@ -255,3 +274,54 @@ def replanned(rate, context: tuple[float | None, float | None], step: int = 0,
 
 def _pair(context) -> str:
     return ", ".join("None" if v is None else f"{v:g}" for v in context)
+
+
+def plan(schedule, context: tuple[float | None, float | None], step: int = 0,
+         on_change: str = "auto", what: str = "the learning-rate schedule", batch_size=None):
+    """The one way a scheduled value is planned for a ``fit()``: the optimizer's rate, each
+    hyperparameter, each group's rate, multiplier and weight decay.
+
+    ``samples``/``tokens`` durations and an unfilled ``BatchScaled`` are resolved from
+    ``batch_size`` (the global batch size of the fit, or a function returning it, called
+    only when needed), then ``epochs``/``fraction`` durations by ``replanned``.
+    """
+    from .batch import has_batch_units, resolve_batch
+
+    if has_batch_units(schedule):
+        batch = batch_size() if callable(batch_size) else batch_size
+        if batch is None:
+            raise UnresolvedDurationError(
+                f"{what} {schedule!r} counts samples (samples(...), tokens(...) or "
+                "BatchScaled), but the batch size of this fit() cannot be read (a generator, "
+                "or a dataset of unknown batch size): resolve it by hand with "
+                "stepsched.schedules.batch.resolve_batch(schedule, batch_size) and give the "
+                "copy to the optimizer")
+        schedule = resolve_batch(schedule, batch)
+    return replanned(schedule, context, step, on_change, what)
+
+
+def plan_step(duration, context: tuple[float | None, float | None], step: int = 0,
+              on_change: str = "auto", old: int | None = None, what: str = "a step",
+              batch_size=None) -> int:
+    """A step given as a duration (a group's ``frozen_until``) planned for a ``fit()``.
+
+    ``old`` is its plan so far. A step already reached keeps its plan (it is
+    history); one still ahead follows the new plan, never before ``step``,
+    unless ``on_change`` is ``"keep"`` (the old plan) or ``"refuse"`` (raise).
+    """
+    if not isinstance(duration, Duration):
+        return duration
+    if duration.unit in Duration.BATCH_UNITS:
+        batch = batch_size() if callable(batch_size) else batch_size
+    else:
+        batch = None
+    new = int(round(duration.to_steps(*context, batch_size=batch)))
+    if old is None or old == new or step == 0:
+        return new
+    if old <= step or on_change == "keep":
+        return old
+    if on_change == "refuse":
+        raise ValueError(f"this fit() plans {what} = {duration!r} at step {new}, but the "
+                         f"optimizer has trained {step} steps on the plan for step {old}; choose "
+                         "what happens with stepsched.callbacks.Plan(on_change=...)")
+    return max(new, step)
