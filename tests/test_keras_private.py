@@ -191,3 +191,108 @@ def test_torch_fused_updates_take_these_values_as_python_numbers():
         assert always == 0, name
         assert numbers == _keras.TORCH_FUSED_NUMBER_ARGUMENTS[name], name
         assert _keras.torch_fused_class(base) is type(base.__new__(base))
+
+
+def test_set_rate_puts_any_rate_object_back_as_it_was():
+    """``optimizer._learning_rate``: the LR range test puts a schedule in place of a float
+    rate's variable and the variable back, the optimizer's variables unchanged."""
+    model = _model(0.1)
+    model.optimizer.build(model.trainable_variables)
+    variables = list(model.optimizer.variables)
+    rate = _keras.rate_of(model.optimizer)
+    _keras.set_rate(model.optimizer, ss.Constant(0.5))
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == 0.5
+    _keras.set_rate(model.optimizer, rate)
+    assert _keras.rate_of(model.optimizer) is rate
+    assert list(model.optimizer.variables) == variables
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == np.float32(0.1)
+
+
+def test_inner_optimizer_and_read_step_under_loss_scaling():
+    inner = keras.optimizers.SGD(0.1)
+    outer = keras.optimizers.LossScaleOptimizer(inner)
+    assert _keras.inner_optimizer(outer) is inner
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=outer, loss="mse")
+    x = np.zeros((4, 2), "float32")
+    model.fit(x, x[:, :1], batch_size=2, verbose=0)
+    assert _keras.read_step(outer) == _keras.read_step(inner) == 2
+
+
+def test_gradient_accumulators_are_the_optimizers_accumulating_variables():
+    """``optimizer._accumulated_gradients``: one per trainable variable, emptied after each
+    update (the LR range test starts from empty accumulators)."""
+    model = _model(0.1, gradient_accumulation_steps=2)
+    model.optimizer.build(model.trainable_variables)
+    accumulators = _keras.gradient_accumulators(model.optimizer)
+    assert [tuple(a.shape) for a in accumulators] == \
+        [tuple(v.shape) for v in model.trainable_variables]
+    x = np.ones((2, 2), "float32")
+    model.fit(x, x[:, :1], batch_size=1, verbose=0, shuffle=False)
+    assert all(not np.any(keras.ops.convert_to_numpy(a.value)) for a in accumulators)
+    assert _keras.gradient_accumulators(_model(0.1).optimizer) == []
+
+
+def test_compile_state_is_built_by_the_first_fit():
+    """``model._compile_loss``, ``model._compile_metrics``: unbuilt after ``compile`` (with
+    metrics), built by the first ``fit()``; the LR range test marks them unbuilt again."""
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    parts = _keras.compile_state(model)
+    assert len(parts) == 2 and all(p.built is False for p in parts)
+    x = np.zeros((4, 2), "float32")
+    model.fit(x, x[:, :1], verbose=0)
+    assert all(p.built is True for p in _keras.compile_state(model))
+
+
+def test_global_seed_generator_lives_in_kerass_global_state():
+    """``keras.src.backend.common.global_state``: ``keras.random.*(seed=None)`` draws from
+    the ``SeedGenerator`` kept there under ``GLOBAL_SEED_GENERATOR``."""
+    store = _keras.global_state()
+    assert store is not None
+    saved = store.get_global_attribute(_keras.GLOBAL_SEED_GENERATOR)
+    try:
+        store.set_global_attribute(_keras.GLOBAL_SEED_GENERATOR, None)
+        keras.random.uniform((1,))
+        generator = store.get_global_attribute(_keras.GLOBAL_SEED_GENERATOR)
+        assert isinstance(generator, keras.random.SeedGenerator)
+    finally:
+        store.set_global_attribute(_keras.GLOBAL_SEED_GENERATOR, saved)
+
+
+def test_running_callback_list_is_found_from_a_hook():
+    """The ``CallbackList`` dispatching a hook is a few frames up the stack."""
+    found = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            found.append(_keras.running_callback_list(self))
+
+    probe, other = Probe(), keras.callbacks.History()
+    model = _model(0.1)
+    x = np.zeros((2, 2), "float32")
+    model.fit(x, x[:, :1], verbose=0, callbacks=[probe, other])
+    assert isinstance(found[0], keras.callbacks.CallbackList)
+    assert any(c is probe for c in found[0].callbacks)
+    assert _keras.running_callback_list(probe) is None
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's private API")
+def test_torch_private_functions():
+    """``torch._foreach_mul``, ``torch._C._disabled_torch_function_impl``,
+    ``torch.Tensor._make_subclass``: what the per-group fused update and ``live`` use."""
+    import torch
+
+    values = [torch.arange(3.0), torch.ones(2, dtype=torch.float64)]
+    copies = _keras.torch_copies(values)
+    values[0].add_(1.0)
+    assert copies[0].tolist() == [0.0, 1.0, 2.0] and copies[1].dtype == torch.float64
+
+    class Sub(torch.Tensor):
+        __torch_function__ = _keras.torch_plain_results()
+
+    t = _keras.torch_as_subclass(Sub, torch.tensor(2.0))
+    assert type(t) is Sub and float(t) == 2.0
+    assert type(t * 2) is torch.Tensor

@@ -1,4 +1,4 @@
-"""Every place stepsched reaches past Keras's public API, in one module.
+"""Every place stepsched reaches past Keras's public API (or torch's, beneath it), in one module.
 
 Keras has no public way to read the object an optimizer evaluates as its rate
 (``optimizer.learning_rate`` returns the *value*), to replace a schedule by
@@ -7,7 +7,11 @@ another schedule, to read the raw step counter under gradient accumulation
 train function again. Each accessor below names the private attribute it
 uses; ``tests/test_keras_private.py`` checks every one against the installed
 Keras, so a change in Keras fails there, by name, rather than somewhere in
-training.
+training. ``tests/test_layers.py`` fails on a private name used anywhere else.
+
+It sits in the package's bottom layer: it imports Keras and the backends only,
+so every layer above may use it (``inner_optimizer`` and ``read_step``, the two
+reads every layer makes of an optimizer, are here for that reason).
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ def rate_of(optimizer):
     """The optimizer's rate as given: a ``LearningRateSchedule``, a ``keras.Variable``
     (a float rate) or a callable (``optimizer._learning_rate``)."""
     return optimizer._learning_rate
+
+
+def set_rate(optimizer, rate) -> None:
+    """Put ``rate``, any object ``rate_of`` returns, in the optimizer as it is
+    (``optimizer._learning_rate``): for a rate replaced for a while and put back
+    (the LR range test), with no change to the optimizer's variables."""
+    optimizer._learning_rate = rate
 
 
 def replace_schedule(optimizer, schedule) -> None:
@@ -37,6 +48,32 @@ def step_variable(optimizer):
     """The raw step counter the optimizer hands its schedule (``optimizer._iterations``):
     micro-batches under gradient accumulation, where ``iterations`` is computed."""
     return optimizer._iterations
+
+
+def inner_optimizer(optimizer):
+    """The optimizer that owns the rate (unwraps ``LossScaleOptimizer``)."""
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def read_step(optimizer) -> int:
+    """The optimizer's raw step counter (micro-batches under gradient accumulation)."""
+    return int(keras.ops.convert_to_numpy(step_variable(inner_optimizer(optimizer)).value))
+
+
+def gradient_accumulators(optimizer) -> list:
+    """The variables in which the optimizer accumulates gradients between updates
+    (``optimizer._accumulated_gradients``; empty without gradient accumulation)."""
+    return list(getattr(optimizer, "_accumulated_gradients", None) or [])
+
+
+def compile_state(model) -> list:
+    """The model's compiled loss and metrics (``model._compile_loss``,
+    ``model._compile_metrics``), those it has: each is built from the first batch
+    ``fit()`` sees (``built``)."""
+    parts = [getattr(model, name, None) for name in ("_compile_loss", "_compile_metrics")]
+    return [p for p in parts if p is not None]
 
 
 def retrace(model) -> None:
@@ -109,6 +146,71 @@ def per_variable_update(optimizer, grads, variables, learning_rate) -> None:
     ``update_step`` once per variable."""
     for grad, variable in zip(grads, variables, strict=True):
         optimizer.update_step(grad, variable, learning_rate)
+
+
+def torch_copies(tensors: list) -> list:
+    """Exact copies of the torch tensors ``tensors``, in one fused operation
+    (``torch._foreach_mul(tensors, 1.0)``, what Keras's fused updates use)."""
+    import torch
+
+    return torch._foreach_mul(tensors, 1.0)
+
+
+def torch_plain_results():
+    """For ``__torch_function__`` in a ``torch.Tensor`` subclass: operations on it return
+    plain tensors (``torch._C._disabled_torch_function_impl``)."""
+    import torch
+
+    return torch._C._disabled_torch_function_impl
+
+
+def torch_as_subclass(cls: type, tensor):
+    """``tensor``'s data as an instance of the ``torch.Tensor`` subclass ``cls``, without a
+    copy (``torch.Tensor._make_subclass``)."""
+    import torch
+
+    return torch.Tensor._make_subclass(cls, tensor)
+
+
+#: the name under which Keras keeps its global ``SeedGenerator`` in its global state
+#: (keras/src/random/seed_generator.py, ``GLOBAL_SEED_GENERATOR``)
+GLOBAL_SEED_GENERATOR = "global_seed_generator"
+
+
+def global_state():
+    """Keras's global attribute store (``keras.src.backend.common.global_state``, with
+    ``get_global_attribute`` and ``set_global_attribute``), or None if this Keras keeps
+    it elsewhere; there is no public accessor in Keras 3.15."""
+    try:
+        from keras.src.backend.common import global_state as store
+    except ImportError:  # pragma: no cover - a future Keras layout
+        return None
+    if not (hasattr(store, "get_global_attribute") and hasattr(store, "set_global_attribute")):
+        return None  # pragma: no cover
+    return store
+
+
+def running_callback_list(callback) -> keras.callbacks.CallbackList | None:
+    """The ``CallbackList`` that is calling ``callback`` right now, if any.
+
+    Keras gives a callback no reference to its siblings; the list that
+    dispatches a hook is the caller a few frames up the stack.
+    """
+    import inspect
+
+    frame = inspect.currentframe()
+    try:
+        for _ in range(8):
+            if frame is None:
+                return None
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, keras.callbacks.CallbackList) and any(
+                    c is callback for c in owner.callbacks):
+                return owner
+            frame = frame.f_back
+    finally:
+        del frame
+    return None
 
 
 def fit_batch_size(model) -> int | None:

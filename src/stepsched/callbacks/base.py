@@ -4,23 +4,16 @@ parameters when training begins."""
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 
 import keras
 
 from .. import _keras, _validate
+from .._keras import inner_optimizer, read_step, running_callback_list
 from ..durations import UnresolvedDurationError
 from ..schedules.planned import Planned, plan, units
 from .distribute import check_strategy
-
-
-def inner_optimizer(optimizer):
-    """The optimizer that owns the rate (unwraps ``LossScaleOptimizer``)."""
-    while hasattr(optimizer, "inner_optimizer"):
-        optimizer = optimizer.inner_optimizer
-    return optimizer
 
 
 def fit_context(params: dict) -> tuple[float | None, float | None]:
@@ -138,27 +131,6 @@ def _warn_if_longer_than_run(rate, context) -> None:
             "schedule past the run's end (e.g. Warmup(w) >> Cosine(..., fraction(1.0)) lasts "
             "w steps longer). Give the last piece what remains, e.g. "
             "WarmupCosine(peak, warmup=w, total=fraction(1.0))", stacklevel=3)
-
-
-def running_callback_list(callback) -> keras.callbacks.CallbackList | None:
-    """The ``CallbackList`` that is calling ``callback`` right now, if any.
-
-    Keras gives a callback no reference to its siblings; the list that
-    dispatches a hook is the caller a few frames up the stack.
-    """
-    frame = inspect.currentframe()
-    try:
-        for _ in range(8):
-            if frame is None:
-                return None
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, keras.callbacks.CallbackList) and any(
-                    c is callback for c in owner.callbacks):
-                return owner
-            frame = frame.f_back
-    finally:
-        del frame
-    return None
 
 
 def has_batch_end_hook(callback: keras.callbacks.Callback) -> bool:
@@ -329,8 +301,3 @@ class StepCounter:
 
     def epoch_end(self, callback: keras.callbacks.Callback) -> None:
         self.step = read_step(callback.model.optimizer)
-
-
-def read_step(optimizer) -> int:
-    """The optimizer's raw step counter (micro-batches under gradient accumulation)."""
-    return int(keras.ops.convert_to_numpy(_keras.step_variable(inner_optimizer(optimizer)).value))

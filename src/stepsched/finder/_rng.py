@@ -27,22 +27,7 @@ import sys
 import keras
 import numpy as np
 
-# Keras keeps its global SeedGenerator under this name in its global state
-# (keras/src/random/seed_generator.py, GLOBAL_SEED_GENERATOR); there is no
-# public accessor in Keras 3.15.
-_GLOBAL_SEED_GENERATOR = "global_seed_generator"
-
-
-def _keras_global_state():
-    """Keras's global attribute store, or None if this Keras keeps it elsewhere."""
-    try:
-        from keras.src.backend.common import global_state
-    except ImportError:  # pragma: no cover - a future Keras layout
-        return None
-    if not (hasattr(global_state, "get_global_attribute")
-            and hasattr(global_state, "set_global_attribute")):
-        return None  # pragma: no cover
-    return global_state
+from .. import _keras
 
 
 class RandomState:
@@ -52,11 +37,11 @@ class RandomState:
         self.python = random.getstate()
         self.numpy = np.random.get_state()
         self.torch = _torch_state() if keras.backend.backend() == "torch" else None
-        self.store = _keras_global_state()
+        self.store = _keras.global_state()
         self.generator = None
         self.generator_state = None
         if self.store is not None:
-            self.generator = self.store.get_global_attribute(_GLOBAL_SEED_GENERATOR)
+            self.generator = self.store.get_global_attribute(_keras.GLOBAL_SEED_GENERATOR)
             if self.generator is not None:
                 self.generator_state = keras.ops.convert_to_numpy(self.generator.state.value)
 
@@ -68,7 +53,7 @@ class RandomState:
         if self.store is not None:
             # the generator the run created (if any) goes: the next use creates it
             # again from Python's random, now restored, so with the same seed
-            self.store.set_global_attribute(_GLOBAL_SEED_GENERATOR, self.generator)
+            self.store.set_global_attribute(_keras.GLOBAL_SEED_GENERATOR, self.generator)
             if self.generator is not None:
                 self.generator.state.assign(self.generator_state)
 

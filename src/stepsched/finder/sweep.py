@@ -10,9 +10,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from .. import _validate
+from .. import _keras, _validate
+from .._keras import inner_optimizer
 from .._stats import EMA
-from ..callbacks.base import inner_optimizer
 from ..schedules.primitives import Exponential, Linear
 from ._rng import RandomState
 from .result import LRFinderResult
@@ -132,8 +132,8 @@ def find_lr(model: keras.Model, x: Any, y: Any = None, *, batch_size: int | None
     with _Restored(model) as opt:
         # Keras evaluates the rate at its raw counter, which counts micro-batches
         # under accumulation; per_update(k) turns it into the update index.
-        opt._learning_rate = schedule.per_update(accumulation) if accumulation > 1 \
-            else schedule
+        _keras.set_rate(opt, schedule.per_update(accumulation) if accumulation > 1
+                        else schedule)
         _counter(opt).assign(0)
         for accumulator in _accumulators(opt):
             accumulator.assign(keras.ops.zeros_like(accumulator.value))
@@ -167,7 +167,7 @@ class _Restored:
         self.opt = inner_optimizer(outer)
         self.model_values = [keras.ops.convert_to_numpy(v.value) for v in model.variables]
         self.opt_values = [keras.ops.convert_to_numpy(v.value) for v in outer.variables]
-        self.rate = self.opt._learning_rate
+        self.rate = _keras.rate_of(self.opt)
         self.stop_training = model.stop_training
         self.steps_per_execution = model.steps_per_execution
         self.history = getattr(model, "history", _MISSING)
@@ -181,7 +181,7 @@ class _Restored:
 
     def __exit__(self, *exc):
         model = self.model
-        self.opt._learning_rate = self.rate
+        _keras.set_rate(self.opt, self.rate)
         for v, value in zip(model.variables, self.model_values, strict=True):
             v.assign(value)
         for v, value in zip(model.optimizer.variables, self.opt_values, strict=True):
@@ -211,8 +211,7 @@ def _unbuilt_compile_state(model) -> list:
     ``fit()`` that follows, and with it one draw: they are marked unbuilt again
     afterwards, so the next ``fit()`` builds them, and draws, as it would have.
     """
-    parts = [getattr(model, name, None) for name in ("_compile_loss", "_compile_metrics")]
-    return [p for p in parts if p is not None and getattr(p, "built", True) is False]
+    return [p for p in _keras.compile_state(model) if getattr(p, "built", True) is False]
 
 
 def _accumulation_steps(opt) -> int:
@@ -223,15 +222,13 @@ def _counter(opt):
     """The optimizer's raw step counter, the one its rate is evaluated at.
 
     Under gradient accumulation the public ``iterations`` is computed from it
-    (``_iterations // k``) and cannot be assigned.
+    (the raw counter ``// k``) and cannot be assigned.
     """
-    counter = getattr(opt, "_iterations", None)
-    return counter if counter is not None else opt.iterations
+    return _keras.step_variable(opt)
 
 
 def _accumulators(opt) -> list:
-    return list(getattr(opt, "_accumulated_gradients", None) or []) \
-        if _accumulation_steps(opt) > 1 else []
+    return _keras.gradient_accumulators(opt) if _accumulation_steps(opt) > 1 else []
 
 
 class _Recorder(keras.callbacks.Callback):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import keras
 
+from .. import _keras
+
 _BACKEND = keras.backend.backend()
 
 
@@ -32,7 +34,7 @@ if _BACKEND == "torch":
     class Live(torch.Tensor):
         """A 0-d torch tensor that tests as a positive number (see module docstring)."""
 
-        __torch_function__ = torch._C._disabled_torch_function_impl  # results are plain tensors
+        __torch_function__ = _keras.torch_plain_results()  # results are plain tensors
 
         def __ne__(self, other):
             if isinstance(other, torch.Tensor):
@@ -60,7 +62,7 @@ if _BACKEND == "torch":
         __hash__ = torch.Tensor.__hash__
 
     def live(value):
-        return torch.Tensor._make_subclass(Live, keras.ops.convert_to_tensor(value, "float32"))
+        return _keras.torch_as_subclass(Live, keras.ops.convert_to_tensor(value, "float32"))
 
 else:
 

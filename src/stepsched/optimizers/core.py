@@ -485,7 +485,7 @@ class _TorchFused:
 
         values = [v.value for v in state]
         with torch.no_grad():
-            before = torch._foreach_mul(values, 1.0)  # exact copies
+            before = _keras.torch_copies(values)
             update()
             for value, old in zip(values, before, strict=True):
                 torch.where(gate, old, value, out=value)
@@ -498,9 +498,7 @@ def scheduled_values(optimizer, step: int, rate: float | None = None) -> dict[st
     ``"weight_decay/<group>"``; empty for a plain Keras optimizer. ``rate``:
     the base rate at ``step`` when the caller knows it (else it is read).
     """
-    from ..callbacks.base import inner_optimizer
-
-    optimizer = inner_optimizer(optimizer)
+    optimizer = _keras.inner_optimizer(optimizer)
     st = getattr(optimizer, "_stepsched", None)
     if st is None:
         return {}
