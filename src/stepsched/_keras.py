@@ -243,3 +243,21 @@ def fit_batch_size(model) -> int | None:
     finally:
         del frame
     return None
+
+
+def per_variable_state(optimizer, variables: list) -> dict[int, list]:
+    """The optimizer's state kept per trainable variable in lists that its ``build`` fills in
+    the variables' order (Keras's optimizers keep them as instance attributes, e.g.
+    Adafactor's factored moments ``_r``/``_c``, made with ``add_variable``, not
+    ``add_variable_from_reference``): trainable variable index -> its state variables."""
+    own = {id(v) for v in variables}
+    out: dict[int, list] = {}
+    for value in vars(optimizer).values():
+        if not isinstance(value, list) or len(value) != len(variables) or not value:
+            continue
+        if not all(isinstance(v, keras.Variable) for v in value) or \
+                any(id(v) in own for v in value):
+            continue
+        for i, v in enumerate(value):
+            out.setdefault(i, []).append(v)
+    return out

@@ -19,11 +19,12 @@ import keras
 from keras import ops
 
 from .. import _keras
-from ..durations import UnresolvedDurationError
+from ..durations import Duration, UnresolvedDurationError
 from ..schedules.base import Schedule
 from ..schedules.batch import has_batch_units, resolve_batch
 from ..schedules.modifiers import modifiers, with_modifiers
-from ..schedules.planned import Planned, plan, plan_step
+from ..schedules.planned import Planned, plan
+from ..schedules.primitives import Constant
 from ._live import live
 from .groups import Group
 
@@ -150,8 +151,6 @@ class _Step:
 
 def _is_constant(schedule, *, nonzero: bool) -> bool:
     """Whether ``schedule`` is a ``Constant`` that is non-zero (``nonzero=True``) or zero."""
-    from ..schedules.primitives import Constant
-
     return isinstance(schedule, Constant) and (schedule.arg("value") != 0) == nonzero
 
 
@@ -230,6 +229,14 @@ class ScheduledOptimizer:
                     raise ValueError(f"group {g.name!r}: Nadam keeps one product of its beta_1 "
                                      "values for all variables, so beta_1 cannot differ "
                                      "between groups")
+            if g.frozen_until is not None and self._keras_class() is keras.optimizers.Nadam:
+                raise ValueError(
+                    f"group {g.name!r}: frozen_until={g.frozen_until!r} restarts the group's "
+                    "bias correction when it unfreezes, but Nadam keeps one product of its "
+                    "momentum factors for all variables, advanced at every step: the group "
+                    "would be corrected with the wrong product. Freeze it with a multiplier "
+                    "(Group(..., multiplier=Piecewise([k], [0.0, 1.0])): its bias "
+                    "correction then counts the optimizer's steps), or use Adam")
         return out
 
     # ------------------------------------------------------------------ public
@@ -268,10 +275,12 @@ class ScheduledOptimizer:
             groups = []
             for g in st.groups:
                 schedules = planned(g.schedules(), f"group {g.name!r}: ")
-                frozen = plan_step(g.frozen_until, context, step, on_change, g.frozen_step,
-                                   f"group {g.name!r}: frozen_until", batch_size)
+                frozen = g.frozen_plan
+                if isinstance(g.frozen_until, Duration):  # a piece that ends at the step
+                    frozen = plan(frozen or Constant(0.0, g.frozen_until), context, step,
+                                  on_change, f"group {g.name!r}: frozen_until", batch_size)
                 if any(schedules[k] is not v for k, v in g.schedules().items()) or \
-                        frozen != g.frozen_step:
+                        frozen is not g.frozen_plan:
                     changed = True
                     g = g.with_schedules(schedules, frozen)
                 groups.append(g)
@@ -297,6 +306,11 @@ class ScheduledOptimizer:
                 object.__setattr__(self, name, value)
         if st.groups:
             self._assign_groups(list(var_list))
+            # every slot of a variable, also those Keras makes with add_variable (a frozen
+            # group keeps all of them)
+            for index, state in _keras.per_variable_state(self, list(var_list)).items():
+                known = {id(v) for v in st.slots.get(index, [])}
+                st.slots.setdefault(index, []).extend(v for v in state if id(v) not in known)
 
     def _assign_groups(self, variables):
         st = self._stepsched
@@ -417,6 +431,7 @@ class ScheduledOptimizer:
         for v in variables:
             by_group.setdefault(st.group_of_index[_keras.variable_index(self, v)], []).append(v)
         outer = self.weight_decay
+        adam = getattr(self, "adam_weight_decay", None)  # Muon's, for its AdamW variables
         try:
             for index, group_vars in by_group.items():
                 g = st.step.groups[index]
@@ -424,10 +439,18 @@ class ScheduledOptimizer:
                 if wd is None:
                     continue
                 object.__setattr__(self, "weight_decay", wd)
+                if adam is not None and not isinstance(g.weight_decay, str):
+                    # Muon decays the variables it updates with AdamW by adam_weight_decay:
+                    # a group's weight decay is the decay of all its variables
+                    object.__setattr__(self, "adam_weight_decay", wd)
                 st.active_lr = g.rate
                 super()._apply_weight_decay(group_vars)
+                if adam is not None:
+                    object.__setattr__(self, "adam_weight_decay", adam)
         finally:
             object.__setattr__(self, "weight_decay", outer)
+            if adam is not None:
+                object.__setattr__(self, "adam_weight_decay", adam)
             st.active_lr = None
 
     def _get_current_learning_rate(self):

@@ -87,9 +87,10 @@ class Group:
         self.multiplier = _schedule_or_none("multiplier", multiplier)
         self.weight_decay = _schedule_or_none("weight_decay", weight_decay)
         self.frozen_until = frozen_until
-        #: the step the group is frozen until, as planned for the run (``frozen_until`` in
-        #: steps, or a duration resolved by ``optimizer.plan``); None while unplanned
-        self.frozen_step = frozen_until if isinstance(frozen_until, int) else None
+        #: the plan of a ``frozen_until`` duration (``optimizer.plan``): a schedule that
+        #: ends at the step, planned as the rates are (a later fit of another length
+        #: follows the same policy) and saved with its history
+        self.frozen_plan: Schedule | None = None
         self.hyperparameters = {k: _schedule_or_none(k, v) for k, v in hyperparameters.items()}
         for k in self.hyperparameters:
             if not k.isidentifier():
@@ -117,16 +118,26 @@ class Group:
                "weight_decay": self.weight_decay, **self.hyperparameters}
         return {k: v for k, v in out.items() if v is not None}
 
-    def with_schedules(self, schedules: dict[str, Schedule], frozen_step) -> Group:
-        """A copy with ``schedules`` in place of this group's and ``frozen_until`` planned as
-        ``frozen_step`` (used to plan durations; ``frozen_until`` stays as written)."""
+    @property
+    def frozen_step(self) -> int | None:
+        """The step the group is frozen until, as planned for the run (None: not frozen, or
+        a duration not planned yet)."""
+        if isinstance(self.frozen_until, int):
+            return self.frozen_until
+        if self.frozen_plan is None:
+            return None
+        return int(round(self.frozen_plan.constant_after))
+
+    def with_schedules(self, schedules: dict[str, Schedule], frozen_plan) -> Group:
+        """A copy with ``schedules`` in place of this group's and ``frozen_plan`` as the plan
+        of ``frozen_until`` (used to plan durations; both stay as written)."""
         new = Group.__new__(Group)
         new.__dict__.update(self.__dict__)
         new.learning_rate = schedules.get("learning_rate")
         new.multiplier = schedules.get("multiplier")
         new.weight_decay = schedules.get("weight_decay")
         new.hyperparameters = {k: schedules[k] for k in self.hyperparameters}
-        new.frozen_step = frozen_step
+        new.frozen_plan = frozen_plan
         return new
 
     # ------------------------------------------------------------- config
@@ -150,8 +161,8 @@ class Group:
         if self.frozen_until is not None:
             config["frozen_until"] = keras.saving.serialize_keras_object(self.frozen_until) \
                 if isinstance(self.frozen_until, Duration) else self.frozen_until
-            if isinstance(self.frozen_until, Duration) and self.frozen_step is not None:
-                config["frozen_step"] = self.frozen_step  # the plan, kept with the model
+            if self.frozen_plan is not None:  # the plan, kept with the model
+                config["frozen_plan"] = keras.saving.serialize_keras_object(self.frozen_plan)
         return config
 
     @classmethod
@@ -162,14 +173,14 @@ class Group:
         frozen = config.get("frozen_until")
         if isinstance(frozen, dict):
             config["frozen_until"] = keras.saving.deserialize_keras_object(frozen)
-        frozen_step = config.pop("frozen_step", None)
+        frozen_plan = config.pop("frozen_plan", None)
         group = cls(**config)
-        if frozen_step is not None:
+        if frozen_plan is not None:
             if not isinstance(group.frozen_until, Duration):
-                raise ValueError(f"group {group.name!r}: frozen_step is the plan of a "
+                raise ValueError(f"group {group.name!r}: frozen_plan is the plan of a "
                                  f"frozen_until duration, but frozen_until is "
                                  f"{group.frozen_until!r}")
-            group.frozen_step = _validate.integer("frozen_step", frozen_step, minimum=0)
+            group.frozen_plan = _schedule_or_none("frozen_plan", frozen_plan)
         return group
 
     def __repr__(self) -> str:
