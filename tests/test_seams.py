@@ -146,6 +146,21 @@ def test_a_frozen_group_keeps_every_slot_of_every_optimizer(name):
     assert not changed
 
 
+def test_a_muon_groups_weight_decay_is_the_decay_of_all_its_variables():
+    """Muon decays the variables it updates with AdamW (a bias) by adam_weight_decay; a
+    group's weight_decay is the decay of all of its variables. Zero gradients: only weight
+    decay moves a weight, by ``w -= w * wd * lr`` at each of the 2 steps."""
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(2, bias_initializer="ones")(inputs))
+    opt = so.Muon(0.1, weight_decay=0.5, adam_weight_decay=0.5,
+                  groups=[so.Group("all", weight_decay=0.2)])
+    model.compile(optimizer=opt, loss=lambda y, p: keras.ops.mean(p) * 0.0)
+    before = [w.astype(np.float64) for w in model.get_weights()]
+    model.fit(X[:8].repeat(2, axis=1), X[:8, :1], batch_size=4, verbose=0)
+    for w, old in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_allclose(w, old * (1 - 0.1 * 0.2) ** 2, rtol=1e-6)
+
+
 def test_batch_units_plan_hyperparameters_and_groups():
     """samples(...) and BatchScaled in a hyperparameter and in a group, from fit's batch."""
     opt = so.SGD(ss.Constant(0.1), momentum=ss.Linear(0.0, 0.5, ss.samples(8)), groups=[

@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import _keras, _stats, _validate
 from .._state import RunState
-from ..schedules import _math
+from ..schedules import _graph
 from ..schedules.base import Schedule, _serialize, as_schedule
 from ..schedules.compose import Wrapper
 from .base import StepCounter, StepschedCallback, inner_optimizer, running_callback_list
@@ -165,7 +165,7 @@ class Scaled(Wrapper):
 
     # ----------------------------------------------------------- evaluation
     def transform(self, inner, xp):
-        if isinstance(xp, _math.Graph):
+        if isinstance(xp, _graph.Graph):
             m = xp.ops.cast(self.multiplier.value, xp.dtype)
         else:
             m = np.float64(np.float32(self.multiplier_value))

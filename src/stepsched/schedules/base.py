@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _validate
 from ..durations import Duration
-from . import _math
+from . import _graph, _host, _readers, _tf_trace, _torch_tables
 
 _MISSING = object()
 
@@ -177,23 +177,23 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         return self._formula(t if self.exact_step else xp.float(t), xp)
 
     def __call__(self, step):
-        if _math.TRACE_REUSE and keras.backend.backend() == "tensorflow" and \
+        if _tf_trace.TRACE_REUSE and keras.backend.backend() == "tensorflow" and \
                 isinstance(step, keras.Variable):
-            return _math.once_per_trace(self, step, self._value)
+            return _tf_trace.once_per_trace(self, step, self._value)
         return self._value(step)
 
     def _value(self, step):
         if keras.backend.backend() == "torch":  # eager: every call runs, keep it short
             step = step.value if isinstance(step, keras.Variable) else \
                 keras.ops.convert_to_tensor(step)
-            if _math.TORCH_TABLES:
-                value = _math.tabulated(self, step)
+            if _torch_tables.TORCH_TABLES:
+                value = _torch_tables.tabulated(self, step)
                 if value is not None:
                     return value
-            xp = _math.Graph.eager(_math.graph_dtype(), step.device, len(step.shape) == 0)
+            xp = _graph.Graph.eager(_graph.graph_dtype(), step.device, len(step.shape) == 0)
         else:
             step = keras.ops.convert_to_tensor(step)
-            xp = _math.Graph(_math.graph_dtype(), getattr(step, "device", None),
+            xp = _graph.Graph(_graph.graph_dtype(), getattr(step, "device", None),
                              len(step.shape) == 0)
         ops = xp.ops
         shape = tuple(step.shape)
@@ -229,7 +229,7 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0):
             raise ValueError("steps must be finite and >= 0")
         t = arr.reshape(-1)
-        value = np.broadcast_to(self._eval(t, _math.Host), t.shape).astype(np.float32)
+        value = np.broadcast_to(self._eval(t, _host.Host), t.shape).astype(np.float32)
         if arr.ndim == 0:
             return value[0]
         return value.reshape(arr.shape)
@@ -247,7 +247,7 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         ``CooldownState.set_start`` keep them) and computed anew when one has
         changed.
         """
-        state = _math.host_state(self)
+        state = _readers.host_state(self)
         block = self.__dict__.get("_host_block")
         if block is not None:
             start, held, values = block

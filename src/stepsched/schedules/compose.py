@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _validate
 from ..durations import Duration, duration_arg
-from . import _math
+from . import _graph, _host
 from .base import Schedule, as_schedule, check_finite_piece
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
@@ -51,7 +51,7 @@ class Warmup(Schedule):
         if shape == "linear":
             return target * u if start == 0 else start + (target - start) * u
         if shape == "cosine":
-            return target + (start - target) * _math.half_cosine(1.0 - u, xp)
+            return target + (start - target) * _host.half_cosine(1.0 - u, xp)
         if target <= 0:
             raise ValueError(f"Warmup(shape='exponential') needs a positive target, but the "
                              f"next piece begins at {target!r}")
@@ -121,7 +121,7 @@ class Sequence(Schedule):
         if isinstance(piece, Warmup):
             return piece.arg("start")
         local = 0.0 if self.arg("relative") else self._starts()[i]
-        return float(piece._eval(np.array([local]), _math.Host, clip=self.arg("relative"))[0])
+        return float(piece._eval(np.array([local]), _host.Host, clip=self.arg("relative"))[0])
 
     def _targets(self) -> list[float | None]:
         """Per piece: the value a Warmup ramps to (the next piece's start), else None."""
@@ -266,7 +266,7 @@ class Restarts(Schedule):
         limit = self.arg("limit")
         if limit is None:
             return None
-        return float(self._cycle_start(float(limit), _math.Host))
+        return float(self._cycle_start(float(limit), _host.Host))
 
     @property
     def is_finite(self) -> bool:
@@ -286,7 +286,7 @@ class Restarts(Schedule):
                 local = xp.where(i > last, xp.float(t - last * d), local)
                 i = xp.minimum(i, last)
         else:
-            horizon = _math.max_step(t)
+            horizon = _graph.max_step(t)
             columns = self.cached(("columns", horizon), lambda: self._columns(horizon))
             if columns is not None:
                 table, later, stretch, scale = columns
@@ -334,7 +334,7 @@ class Restarts(Schedule):
             else:  # _formula: t >= _cycle_start(i) after the fix-ups
                 starts = []
                 for i in range(1, count):
-                    s = float(self._cycle_start(float(i), _math.Host))
+                    s = float(self._cycle_start(float(i), _host.Host))
                     if s > horizon:
                         break
                     starts.append(s)

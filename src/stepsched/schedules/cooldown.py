@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import _validate
 from .._state import RunState
-from . import _math
+from . import _exact, _graph
 from .base import Schedule, _serialize, as_schedule
 from .extra import SqrtDecay
 from .primitives import Cosine, Linear
@@ -170,7 +170,7 @@ class Cooldown(Schedule):
     def _eval(self, t, xp, clip: bool = True):
         inner, end = self.arg("schedule"), self.arg("end")
         before = inner._eval(t, xp, clip)
-        if not isinstance(xp, _math.Graph):
+        if not isinstance(xp, _graph.Graph):
             start = self.start_step
             if start is None:
                 return before
@@ -183,10 +183,10 @@ class Cooldown(Schedule):
         raw = ops.reshape(ops.convert_to_tensor(self.state.start.value), (1,))
         waiting = raw < 0
         s = ops.maximum(raw, 0)  # an int32 step
-        if isinstance(t, _math.ExactStep):  # JAX without x64: the local step stays exact
-            local = xp.maximum(_math.ExactStep(t.n - s, t.f, xp), 0.0)
+        if isinstance(t, _exact.ExactStep):  # JAX without x64: the local step stays exact
+            local = xp.maximum(_exact.ExactStep(t.n - s, t.f, xp), 0.0)
             earlier = t.n < s  # n + f < s  <=>  n < s, for whole s and f in [0, 1)
-            at_start = _math.ExactStep(s, None, xp)
+            at_start = _exact.ExactStep(s, None, xp)
         else:
             s_float = ops.cast(s, xp.dtype)
             local = xp.maximum(t - s_float, 0.0)

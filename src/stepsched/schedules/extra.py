@@ -11,7 +11,7 @@ import keras
 
 from .. import _validate
 from ..durations import Duration, duration_arg
-from . import _math
+from . import _host
 from .base import Schedule
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
@@ -88,7 +88,7 @@ class KDecay(Schedule):
     def _formula(self, t, xp):
         start, end, k = self.arg("start"), self.arg("end"), self.arg("k")
         v = xp.power(t / self.duration, k)
-        g = _math.half_cosine(1.0 - v, xp) if self.arg("shape") == "cosine" else 1.0 - v
+        g = _host.half_cosine(1.0 - v, xp) if self.arg("shape") == "cosine" else 1.0 - v
         return end + (start - end) * g
 
 

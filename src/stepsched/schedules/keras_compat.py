@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import _validate
 from ..durations import Duration, duration_arg
-from . import _math
+from . import _graph
 from .base import Recipe, Schedule
 from .compose import periodic_starts
 from .primitives import Constant, Cosine, Linear, Piecewise
@@ -367,7 +367,7 @@ class CosineDecayRestarts(Schedule):
             i, local = xp.floordiv(t, d)  # exact integer arithmetic for integer steps
             return xp.power(mm, i), local
         log_t = math.log1p(tm - 1.0)
-        count = math.log1p(_math.max_step(t) * (tm - 1.0) / d) / log_t + 3
+        count = math.log1p(_graph.max_step(t) * (tm - 1.0) / d) / log_t + 3
         if count <= self.MAX_TABLE:  # cycle starts tabulated: exact where the starts are
             starts, factors, lengths = self.cached(("cycles", int(count)),
                                                    lambda: self._cycle_table(int(count)))

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _validate
 from ..durations import Duration, duration_arg
-from . import _math
+from . import _host
 from .base import Schedule
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
@@ -80,7 +80,7 @@ class Cosine(Schedule):
         start, end, p, d = self.cached("constants", self._constants)
         # (t - d) / -d is (d - t) / d to the bit (eager torch subtracts faster in this order);
         # exactly 0 at t = d (a power keeps it 0)
-        c = _math.half_cosine(t - d, xp, -d)
+        c = _host.half_cosine(t - d, xp, -d)
         if p != 1.0:
             c = xp.power(c, p)
         return (start - end) * c if end == 0 else end + (start - end) * c
@@ -257,7 +257,7 @@ class Interpolate(Schedule):
         y0, y1 = xp.gather(v, j - 1), xp.gather(v, j)
         frac = xp.minimum(xp.maximum(local / xp.gather(widths, j), 0.0), 1.0)
         if self.arg("kind") == "cosine":
-            return y1 + (y0 - y1) * _math.half_cosine(1.0 - frac, xp)
+            return y1 + (y0 - y1) * _host.half_cosine(1.0 - frac, xp)
         return y0 + (y1 - y0) * frac
 
     def key_steps(self, horizon: float) -> list[tuple[float, str]]:
