@@ -33,11 +33,13 @@ class BatchLogs(keras.callbacks.Callback):
 
 
 # ===================================================================== LearningRateLogger
+@pytest.mark.backend_independent
 def test_logger_rejects_bad_every():
     with pytest.raises(ValueError, match="every must be one of 'batch', 'epoch'; got 'step'"):
         ss.callbacks.LearningRateLogger(every="step")
 
 
+@pytest.mark.backend_independent
 def test_logger_every_epoch_adds_no_batch_hook():
     from keras.src import utils
 
@@ -215,6 +217,7 @@ ARITY = {
 
 
 @pytest.mark.parametrize("name", list(ARITY))
+@pytest.mark.backend_independent
 def test_scheduler_arity(name):
     fn, takes_rate = ARITY[name]
     assert ss.callbacks.BatchLearningRateScheduler(fn).takes_rate is takes_rate
@@ -228,6 +231,7 @@ def test_scheduler_arity(name):
     ({"schedule": _two, "verbose": -1}, ValueError, "verbose must be >= 0"),
     ({"schedule": _two, "allow_coarse": 1}, TypeError, "allow_coarse must be True or False"),
 ])
+@pytest.mark.backend_independent
 def test_scheduler_validates_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
         ss.callbacks.BatchLearningRateScheduler(**kwargs)

@@ -48,6 +48,7 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
 
 
 # ----------------------------------------------------------------- show
+@pytest.mark.backend_independent
 def test_show_expression_prints_chart_table_and_writes_png(tmp_path, capsys):
     png = tmp_path / "classic.png"
     code, out, err = run(["show", CLASSIC, "--steps", "20000", "--steps-per-epoch", "500",
@@ -109,6 +110,7 @@ def test_show_reads_a_schedule_wrapped_by_plateau_reduction(tmp_path, capsys):
     "Linear(1e-3, 0.0, 50) >> 1e-5",
     "Clip(Interpolate((0, 50, 100), (0.0, 1.0, 0.0), kind='cosine'), min=0.1, max=None)",
 ])
+@pytest.mark.backend_independent
 def test_expressions_build_the_same_schedule_as_python(expression):
     parsed = parse_expression(expression)
     namespace = {name: getattr(ss, name) for name in ss.__all__}
@@ -148,6 +150,7 @@ HOSTILE_EXPRESSIONS = {
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_EXPRESSIONS))
+@pytest.mark.backend_independent
 def test_hostile_or_bad_expressions_are_refused_in_one_line(name, capsys, tmp_path):
     spec = HOSTILE_EXPRESSIONS[name]
     with pytest.raises(SpecError):
@@ -208,6 +211,7 @@ def test_hostile_or_bad_json_is_refused_in_one_line(name, tmp_path, capsys):
     assert "owned" not in out + err and "Traceback" not in err
 
 
+@pytest.mark.backend_independent
 def test_unresolved_or_open_ended_specs_name_the_missing_option(capsys):
     code, _, err = run(["show", CLASSIC, "--steps", "5000"], capsys)
     assert code == 2 and "--steps-per-epoch" in err
@@ -258,6 +262,7 @@ def test_both_entry_points_show_the_same_and_print_no_startup_lines(entry, capsy
     assert proc.stderr == ""  # no TensorFlow, absl or oneDNN lines on any backend
 
 
+@pytest.mark.backend_independent
 def test_show_without_keras_backend_uses_the_lightest_installed_backend(capsys):
     # -X importtime lists every module the process imports, on stderr
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "stepsched", *SHOW],
@@ -296,6 +301,7 @@ def test_python_dash_m_reports_usage_errors_like_the_command():
     assert proc.stderr.count("\n") == 1
 
 
+@pytest.mark.backend_independent
 def test_command_is_recognised_only_when_it_is_the_program():
     py = "/usr/bin/python3"
     script = "/venv/bin/stepsched"
@@ -322,6 +328,7 @@ def test_command_is_recognised_only_when_it_is_the_program():
     (["demo", "--batch-size", "4"], None),
     (["demo", "--backend"], None),
 ])
+@pytest.mark.backend_independent
 def test_demo_backend_option_is_read_before_keras_loads(argv, value):
     assert _startup._option(argv, "--backend") == value
     parsed = None
@@ -333,6 +340,7 @@ def test_demo_backend_option_is_read_before_keras_loads(argv, value):
         assert parsed == value  # the same reading as the command's own parser
 
 
+@pytest.mark.backend_independent
 def test_native_start_up_lines_are_dropped_and_everything_else_kept():
     captured = (
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -405,6 +413,7 @@ def test_demo_end_to_end(tmp_path):
     assert _read_csv(again / "batches.csv") == rows
 
 
+@pytest.mark.backend_independent
 def test_demo_rejects_bad_arguments(capsys):
     code, _, err = run(["demo", "--epochs", "1"], capsys)
     assert code == 2 and "--epochs" in err
@@ -429,6 +438,7 @@ def _guide() -> str:
     return (ROOT / "docs" / "guide" / "cli.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.backend_independent
 def test_guide_code_runs():
     import re
 
@@ -441,6 +451,7 @@ def test_guide_code_runs():
 
 
 @pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.backend_independent
 def test_guide_show_output_is_what_show_prints(index, capsys):
     import re
     import shlex

@@ -392,11 +392,13 @@ ONE_LINERS = {
 
 
 @pytest.mark.parametrize("name", list(ONE_LINERS))
+@pytest.mark.backend_independent
 def test_keras_one_liner(name):
     (cls, kwargs), ours = ONE_LINERS[name]
     check_counterpart(cls, kwargs, ours.at(range(N)), np.arange(N))
 
 
+@pytest.mark.backend_independent
 def test_piecewise_conventions_differ_by_one_step():
     keras_style = ss.PiecewiseConstantDecay([10], [1.0, 0.1]).at([10, 11])
     torch_style = ss.Piecewise([10], [1.0, 0.1]).at([10, 11])
@@ -404,6 +406,7 @@ def test_piecewise_conventions_differ_by_one_step():
     assert torch_style.tolist() == [pytest.approx(0.1), pytest.approx(0.1)]
 
 
+@pytest.mark.backend_independent
 def test_the_examples_of_the_report_are_accepted_and_match():
     """issue 11 #5: each was refused, with a message naming arguments the class lacks."""
     for cls, kwargs in [("ExponentialDecay", dict(initial_learning_rate=0.1, decay_steps=100,

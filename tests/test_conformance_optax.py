@@ -17,6 +17,9 @@ import stepsched as ss
 optax = pytest.importorskip("optax")
 jax = pytest.importorskip("jax")
 
+# the reference library against stepsched's host values (NumPy): no Keras backend
+pytestmark = pytest.mark.backend_independent
+
 N = 400  # every case is compared over steps 0..N-1, past the end of each run
 
 

@@ -19,6 +19,9 @@ import pytest
 import stepsched as ss
 
 torch = pytest.importorskip("torch")
+
+# the reference library against stepsched's host values (NumPy): no Keras backend
+pytestmark = pytest.mark.backend_independent
 sched = torch.optim.lr_scheduler
 
 LR = 0.1

@@ -61,12 +61,14 @@ def test_uncompiled_model_is_refused():
     ({"smoothing": 1.0}, "smoothing"), ({"stopped_early": "no"}, "stopped_early"),
     ({"stop_reason": "whatever"}, "stop_reason"),
 ])
+@pytest.mark.backend_independent
 def test_result_validates_its_fields(kwargs, name):
     args = {"lrs": [1e-3, 1e-2, 1e-1], "losses": [1.0, 0.5, np.inf], **kwargs}
     with pytest.raises((ValueError, TypeError), match=name):
         LRFinderResult(**args)
 
 
+@pytest.mark.backend_independent
 def test_sweep_formulas():
     t = np.arange(5)
     np.testing.assert_allclose(sweep_schedule(1e-4, 1.0, 5).at(t), 1e-4 * 1e4 ** (t / 4), rtol=1e-6)
@@ -137,6 +139,7 @@ def test_gradient_accumulation_counts_optimizer_updates():
 
 
 # ------------------------------------------------------------------ suggestions
+@pytest.mark.backend_independent
 def test_ema_is_bias_corrected():
     losses = np.array([3.0, 1.0, 2.0])
     beta = 0.9
@@ -158,6 +161,7 @@ def synthetic_sweep(first_batch: float = 8.0):
     return lrs, losses
 
 
+@pytest.mark.backend_independent
 def test_steepest_is_guarded_against_the_start_of_the_sweep():
     lrs, losses = synthetic_sweep()
     result = LRFinderResult(lrs, losses, smoothing=0.98)
@@ -173,6 +177,7 @@ def test_steepest_is_guarded_against_the_start_of_the_sweep():
     assert 1e-3 < clean.suggestion() < 3e-2
 
 
+@pytest.mark.backend_independent
 def test_minimum_over_ten_and_valley():
     lrs, losses = synthetic_sweep(first_batch=2.0)
     result = LRFinderResult(lrs, losses, smoothing=0.0)
@@ -192,6 +197,7 @@ def test_minimum_over_ten_and_valley():
     assert _valley(losses) == max_start + int(sections) + int(sections / 2)
 
 
+@pytest.mark.backend_independent
 def test_suggestion_ignores_non_finite_tail_and_rejects_bad_method():
     lrs, losses = synthetic_sweep(first_batch=2.0)
     losses = losses.copy()
@@ -202,6 +208,7 @@ def test_suggestion_ignores_non_finite_tail_and_rejects_bad_method():
         result.suggestion("fastest")
 
 
+@pytest.mark.backend_independent
 def test_plot_marks_the_suggestion():
     import matplotlib
 

@@ -224,12 +224,14 @@ def check_outcome(config) -> None:
 
 @SETTINGS
 @given(mutated_configs())
+@pytest.mark.backend_independent
 def test_mutated_stepsched_configs(config):
     check_outcome(config)
 
 
 @SETTINGS
 @given(json_values)
+@pytest.mark.backend_independent
 def test_random_json(config):
     check_outcome(config)
 
@@ -242,6 +244,7 @@ def test_random_json(config):
                      "initial_learning_rate", "decay_steps", "decay_rate", "d_model", "k",
                      "timescale", "multiplier", "state", "unit", "kind", "shape", "mode"]),
     json_values, max_size=6))
+@pytest.mark.backend_independent
 def test_registered_class_with_random_arguments(class_name, arguments):
     check_outcome({"class_name": class_name, "config": arguments})
 
@@ -258,6 +261,7 @@ def test_seeds_load_and_round_trip():
 # ------------------------------------------------------------------ known defects
 
 
+@pytest.mark.backend_independent
 def test_nested_piece_with_a_non_string_module_is_a_clear_error():
     config = {"piece": {"class_name": "Linear", "module": True,
                         "config": {"start": 1.0, "end": 0.0, "duration": 10}}}

@@ -315,6 +315,7 @@ def test_predicate_groups_cannot_be_saved_before_build():
 
 
 # --------------------------------------------------------------------- helpers
+@pytest.mark.backend_independent
 def test_spread_is_fastai_even_mults():
     def even_mults(start, stop, n):  # fastai.torch_core.even_mults
         mult = stop / start

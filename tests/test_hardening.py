@@ -412,11 +412,20 @@ def _label(value) -> str:
     return text if len(text) <= 24 else text[:21] + "..."
 
 
+#: table cases whose construction reaches Keras's backend (a compiled model, a variable):
+#: (name, argument), None for every argument; the rest are backend_independent
+ON_THE_BACKEND = {("extend", None), ("Scaled", "state")}
+#: entries whose valid arguments build a Keras variable or model
+VALID_ON_THE_BACKEND = {"extend", "Cooldown", "Scaled", "plot_reductions"}
+
+
 def _bad_cases():
     for name, case in TABLE.items():
         for arg, value in case.bad:
             reason = _known_bug(name, arg, value)
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            if not {(name, None), (name, arg)} & ON_THE_BACKEND:
+                marks.append(pytest.mark.backend_independent)
             yield pytest.param(name, arg, value, id=f"{name}-{arg}={_label(value)}", marks=marks)
 
 
@@ -427,6 +436,7 @@ def _build(public: str, /, **kwargs):
 
 
 # ------------------------------------------------------------------ the table
+@pytest.mark.backend_independent
 def test_every_public_name_is_in_the_table():
     missing = [name for name, _ in _public() if name not in TABLE and name not in NOT_CONSTRUCTORS]
     assert not missing, (f"public names without a bad-input table entry in "
@@ -435,7 +445,9 @@ def test_every_public_name_is_in_the_table():
     assert not stale, f"table entries that are no longer public: {stale}"
 
 
-@pytest.mark.parametrize("name", sorted(TABLE))
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=[] if n in VALID_ON_THE_BACKEND else [pytest.mark.backend_independent])
+    for n in sorted(TABLE)])
 def test_valid_arguments_construct(name):
     obj = _build(name, **TABLE[name].valid)
     if isinstance(obj, Schedule):
@@ -464,6 +476,7 @@ def test_bad_argument_is_refused_at_construction(name, arg, value):
     assert any(n in message for n in names), f"the error does not name {arg!r}: {message}"
 
 
+@pytest.mark.backend_independent
 def test_table_covers_every_argument():
     """Each constructor argument has at least one bad value in the table."""
     gaps = []
@@ -706,6 +719,7 @@ def test_malformed_config_raises_a_clear_error(kind):
                                   'Infinity, "end": 0, "duration": 10}}',
                                   '{"class_name": "stepsched>Linear", "config": {"start": 1e999, '
                                   '"end": 0, "duration": 10}}'])
+@pytest.mark.backend_independent
 def test_truncated_or_non_finite_json_text(text):
     """From text to schedule: the JSON parser or the loader refuses."""
     with pytest.raises((ValueError, TypeError)):
@@ -713,6 +727,7 @@ def test_truncated_or_non_finite_json_text(text):
 
 
 @pytest.mark.parametrize("text", ["[]", "null", "7", '"Linear"', '{"config": {"value": 1}}'])
+@pytest.mark.backend_independent
 def test_plain_json_is_returned_as_data(text):
     """Keras's passthrough: JSON without a registered class name comes back unchanged (it
     can never become a schedule or run anything)."""
@@ -786,6 +801,7 @@ INT32_STEPS = [0, 1, 5, 4096, 2**24 - 1, 2**24, 2**24 + 1, 2**24 + 3, 123_456_78
                2**30 + 7, 2**31 - 129, 2**31 - 2, 2**31 - 1]
 
 
+@pytest.mark.backend_independent
 def test_catalogue_covers_every_schedule_class():
     classes = {name for name, obj in _public()
                if inspect.isclass(obj) and issubclass(obj, Schedule)

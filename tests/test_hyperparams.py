@@ -90,6 +90,7 @@ def test_every_builtin_optimizer_follows_every_hyperparameter_schedule(name):
     assert np.abs(reference - constant).max() > 1e-4  # the schedules did change the run
 
 
+@pytest.mark.backend_independent
 def test_the_list_covers_every_builtin_keras_optimizer():
     builtin = {n for n in dir(keras.optimizers)
                if isinstance(getattr(keras.optimizers, n), type)

@@ -212,17 +212,20 @@ def _reference(fn, n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.backend_independent
 def test_names_match_transformers(case):
     name, kwargs, fn, n = CASES[case]
     ours = ss.get_schedule(name, peak=PEAK, **kwargs).at(range(n))
     np.testing.assert_allclose(ours, _reference(fn, n), rtol=1e-6, atol=1e-6 * PEAK)
 
 
+@pytest.mark.backend_independent
 def test_every_transformers_name_is_covered():
     covered = {name for name, *_ in CASES.values()} | {"reduce_lr_on_plateau"}
     assert covered == set(SCHEDULER_NAMES)
 
 
+@pytest.mark.backend_independent
 def test_half_cosine_past_the_end_holds_where_transformers_rises():
     ours = ss.get_schedule("cosine", peak=PEAK, warmup=10, total=110).at(range(110, 211))
     theirs = _reference(lambda t: cosine_lambda(t, num_warmup_steps=10,
@@ -251,6 +254,7 @@ def test_named_schedules_serialize(case):
     np.testing.assert_array_equal(again.at(range(n)), schedule.at(range(n)))
 
 
+@pytest.mark.backend_independent
 def test_transformers_argument_names_and_enum_are_accepted():
     class SchedulerType(str, enum.Enum):  # transformers' enum is a str Enum of these values
         COSINE = "cosine"
@@ -263,6 +267,7 @@ def test_transformers_argument_names_and_enum_are_accepted():
         ss.get_schedule("cosine", PEAK, warmup=5, total=100, num_warmup_steps=10)
 
 
+@pytest.mark.backend_independent
 def test_symbolic_durations_where_a_recipe_takes_them():
     lr = ss.get_schedule("cosine", PEAK, warmup=ss.fraction(0.1), total=ss.fraction(1.0))
     np.testing.assert_allclose(lr.resolve(total_steps=200).at(range(201)),
@@ -279,6 +284,7 @@ def test_symbolic_durations_where_a_recipe_takes_them():
         ss.get_schedule("linear", PEAK, warmup=10, total=ss.fraction(1.0))
 
 
+@pytest.mark.backend_independent
 def test_wsd_with_both_total_and_stable_uses_stable_as_transformers_does():
     with pytest.warns(UserWarning, match="num_stable_steps is used"):
         ours = ss.get_schedule("warmup_stable_decay", PEAK, 10, 999, num_stable_steps=20,
@@ -334,6 +340,7 @@ BAD = [
 
 @pytest.mark.parametrize(("name", "kwargs", "error", "fragment"), BAD,
                          ids=[f"{b[0]}-{'-'.join(b[1]) or 'defaults'}" for b in BAD])
+@pytest.mark.backend_independent
 def test_bad_names_and_arguments_are_refused_naming_them(name, kwargs, error, fragment):
     args = {"peak": PEAK, "warmup": 10, "total": 100, **kwargs}
     with pytest.raises(error) as info:
@@ -347,6 +354,7 @@ def test_bad_names_and_arguments_are_refused_naming_them(name, kwargs, error, fr
     "Warmup(fraction(0.05), start=1e-6) >> Cosine(3e-4, 0, fraction(0.95))",
     "Restarts(Cosine(0.1, 0.001, 50), period_mult=2.0) * 0.5",
 ])
+@pytest.mark.backend_independent
 def test_parse_builds_what_python_builds(text):
     direct = eval(text, {"__builtins__": {}},  # trusted test input
                   {**{n: getattr(ss, n) for n in ss.__all__}})
@@ -363,6 +371,7 @@ def test_parse_reads_inline_json_config():
     np.testing.assert_array_equal(ss.parse(text).at(range(300)), schedule.at(range(300)))
 
 
+@pytest.mark.backend_independent
 def test_parse_never_opens_a_file(tmp_path):
     path = tmp_path / "spec.txt"
     path.write_text("Constant(0.1)")
@@ -385,17 +394,20 @@ def test_parse_never_opens_a_file(tmp_path):
     ("3 * 4", "must describe a schedule"),
     ('{"class_name": "Lambda", "config": {}}', "not a stepsched schedule"),
 ])
+@pytest.mark.backend_independent
 def test_parse_refuses_with_a_one_line_message(text, fragment):
     with pytest.raises(SpecError) as info:
         ss.parse(text)
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.backend_independent
 def test_parse_refuses_non_text():
     with pytest.raises(SpecError, match="text must be a string, got bytes"):
         ss.parse(b"Constant(0.1)")
 
 
+@pytest.mark.backend_independent
 def test_migration_page_names_section_runs():
     import re
     from pathlib import Path

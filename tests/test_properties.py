@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +61,7 @@ STEPS = np.arange(0, 1500)
 
 @settings(max_examples=60, deadline=None)
 @given(monotone_pieces())
+@pytest.mark.backend_independent
 def test_primitives_are_monotone_between_start_and_end(case):
     schedule, (a, b) = case
     v = schedule.at(STEPS).astype(np.float64)
@@ -72,6 +74,7 @@ def test_primitives_are_monotone_between_start_and_end(case):
 
 @settings(max_examples=60, deadline=None)
 @given(compositions())
+@pytest.mark.backend_independent
 def test_compositions_stay_within_the_pieces_bounds(case):
     schedule, lo, hi = case
     v = schedule.at(STEPS)
@@ -83,6 +86,7 @@ def test_compositions_stay_within_the_pieces_bounds(case):
 @settings(max_examples=60, deadline=None)
 @given(monotone_pieces(), st.integers(1, 200), values,
        st.sampled_from(["linear", "cosine", "exponential"]))
+@pytest.mark.backend_independent
 def test_warmup_joins_are_continuous_and_monotone(case, w, start, shape):
     piece, (a, _) = case
     schedule = ss.Warmup(w, start=start, shape=shape) >> piece
@@ -100,6 +104,7 @@ def test_warmup_joins_are_continuous_and_monotone(case, w, start, shape):
 
 @settings(max_examples=40, deadline=None)
 @given(monotone_pieces(), st.integers(2, 5))
+@pytest.mark.backend_independent
 def test_restarts_are_periodic(case, cycles):
     piece, _ = case
     d = int(piece.duration)

@@ -140,11 +140,13 @@ TRANSFORMERS = {
 
 
 @pytest.mark.parametrize("name", list(TRANSFORMERS))
+@pytest.mark.backend_independent
 def test_transformers(name):
     fn, ours, n = TRANSFORMERS[name]
     assert_conforms(ours.at(range(n)), PEAK * formula(fn, range(n)), PEAK)
 
 
+@pytest.mark.backend_independent
 def test_transformers_cosine_past_the_end_conventions():
     """transformers' cosine rises after num_training_steps; WarmupCosine holds ``end``."""
     hf = PEAK * formula(lambda t: hf_cosine(t, 0, 100), range(100, 201))
@@ -154,6 +156,7 @@ def test_transformers_cosine_past_the_end_conventions():
 
 # ------------------------------------------------------------------ Noam
 @pytest.mark.parametrize("d_model,warmup,scale", [(512, 4000, 1.0), (256, 37, 2.0), (64, 1, 0.5)])
+@pytest.mark.backend_independent
 def test_noam_is_the_paper_formula_with_t_plus_1(d_model, warmup, scale):
     steps = np.arange(0, 12_000, 7)
     expected = scale * d_model**-0.5 * np.minimum((steps + 1.0) ** -0.5,
@@ -211,6 +214,7 @@ TIMM = {
 
 
 @pytest.mark.parametrize("name", list(TIMM))
+@pytest.mark.backend_independent
 def test_timm(name):
     fn, ours = TIMM[name]
     assert_conforms(ours.at(range(250)), formula(fn, range(250)), 0.1)
@@ -227,6 +231,7 @@ def fastai_combined_cos(pos, pct, start, middle, end):
 
 
 @pytest.mark.parametrize("n", [100, 333])
+@pytest.mark.backend_independent
 def test_fastai_fit_one_cycle(n):
     # fit_one_cycle(lr_max=1e-2, div=25, div_final=1e5, pct_start=0.25, moms=(0.95, 0.85, 0.95))
     lr = formula(lambda t: fastai_combined_cos(t / n, 0.25, 1e-2 / 25, 1e-2, 1e-2 / 1e5),
@@ -238,6 +243,7 @@ def test_fastai_fit_one_cycle(n):
     assert_conforms(ours_moms.at(range(n)), moms, 1.0)
 
 
+@pytest.mark.backend_independent
 def test_fastai_fit_flat_cos():
     # fit_flat_cos(lr=1e-3, div_final=1e5, pct_start=0.75)
     n, pct = 200, 0.75
@@ -260,6 +266,7 @@ def test_tf_models_linear_warmup_then_polynomial_on_the_global_step():
 
 
 # ------------------------------------------------------------------ extra pieces
+@pytest.mark.backend_independent
 def test_rex_tanh_kdecay_formulas():
     t = np.arange(0, 150, dtype=np.float64)
     u = np.minimum(t / 100, 1.0)
@@ -271,6 +278,7 @@ def test_rex_tanh_kdecay_formulas():
 
 
 # ------------------------------------------------------------------ recipe properties
+@pytest.mark.backend_independent
 def test_one_cycle_shape():
     s = ss.OneCycle(1.0, 1000, pct_start=0.3)
     v = s.at(range(1000))
@@ -282,6 +290,7 @@ def test_one_cycle_shape():
     assert three[598] == pytest.approx(1.0 / 25)
 
 
+@pytest.mark.backend_independent
 def test_wsd_stable_or_total_give_the_same_schedule():
     a = ss.WarmupStableDecay(1.0, 10, 30, stable=60, decay_shape="exponential", end=0.01)
     b = ss.WarmupStableDecay(1.0, 10, 30, total=100, decay_shape="exponential", end=0.01)
@@ -289,6 +298,7 @@ def test_wsd_stable_or_total_give_the_same_schedule():
     assert a.at(100) == pytest.approx(0.01) and a.at(85) == pytest.approx(0.1, rel=1e-6)
 
 
+@pytest.mark.backend_independent
 def test_symbolic_durations_resolve():
     s = ss.OneCycle(0.1, ss.fraction(1.0))
     with pytest.raises(ss.UnresolvedDurationError):
@@ -303,6 +313,7 @@ def test_symbolic_durations_resolve():
                                   ss.OneCycleMomentum(200).at(range(250)))
 
 
+@pytest.mark.backend_independent
 def test_one_cycle_joins_at_total_steps():
     s = ss.OneCycle(1.0, 100) >> ss.Constant(0.5)
     assert s.at(99) == pytest.approx(1e-4 / 25 * 1e0, rel=1e-6) and s.at(100) == 0.5
@@ -436,12 +447,14 @@ BAD = [
 
 
 @pytest.mark.parametrize("case", range(len(BAD)))
+@pytest.mark.backend_independent
 def test_bad_input_fails_at_construction(case):
     build, error, match = BAD[case]
     with pytest.raises(error, match=match):
         build()
 
 
+@pytest.mark.backend_independent
 def test_relations_between_symbolic_durations_are_checked_when_resolved():
     s = ss.WarmupCosine(1.0, ss.epochs(20), ss.fraction(1.0))
     with pytest.raises(ValueError, match="total must be > warmup"):

@@ -137,6 +137,7 @@ def test_hyperparameter_schedules_follow_the_same_policy(policy):
     np.testing.assert_array_equal(planned.at(range(16)), first.at(range(16)))
 
 
+@pytest.mark.backend_independent
 def test_plan_rejects_unknown_policies():
     with pytest.raises(ValueError, match="on_change"):
         ss.callbacks.Plan("stretch")

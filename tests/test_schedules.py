@@ -77,6 +77,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.backend_independent
 def test_values_match_closed_form(name):
     schedule, reference = CASES[name]
     np.testing.assert_allclose(schedule.at(STEPS), closed_form(reference), rtol=2e-6, atol=1e-9)
@@ -117,6 +118,7 @@ def test_scalar_step_gives_scalar():
     assert schedule.at(range(4)).dtype == np.float32
 
 
+@pytest.mark.backend_independent
 def test_host_evaluation_is_vectorised():
     values = ss.WarmupStableDecay if False else (ss.Warmup(1000) >> ss.Cosine(1.0, 0.0, 10**6))
     out = values.at(np.arange(1_000_000))
@@ -157,6 +159,7 @@ def test_many_boundaries_use_one_lookup():
 
 
 # ---------------------------------------------------------------- the seed case
+@pytest.mark.backend_independent
 def test_seed_case_relative_and_global():
     warmup_epochs, steps_per_epoch = 2, 50
     initial_lr, lr_decay, lr_decay_steps = 1e-3, 0.96, 30
@@ -179,6 +182,7 @@ def test_seed_case_relative_and_global():
 
 
 # ---------------------------------------------------------------- durations
+@pytest.mark.backend_independent
 def test_unresolved_duration_says_how_to_fix():
     schedule = ss.Warmup(ss.epochs(2)) >> ss.Cosine(1.0, 0.0, ss.fraction(0.5))
     with pytest.raises(ss.UnresolvedDurationError, match="steps_per_epoch"):
@@ -217,6 +221,7 @@ def test_planned_remembers_the_schedule_as_written():
         ss.Planned(schedule, steps_per_epoch=10, total_steps=-1)
 
 
+@pytest.mark.backend_independent
 def test_fractional_epochs():
     schedule = ss.Linear(0.0, 1.0, ss.epochs(1.5)).resolve(steps_per_epoch=10)
     assert schedule.duration == 15
@@ -224,6 +229,7 @@ def test_fractional_epochs():
 
 
 # ---------------------------------------------------------------- composition
+@pytest.mark.backend_independent
 def test_warmup_join_is_continuous():
     for shape in ("linear", "cosine", "exponential"):
         s = ss.Warmup(30, start=1e-3, shape=shape) >> ss.Cosine(0.7, 0.01, 100)
@@ -233,12 +239,14 @@ def test_warmup_join_is_continuous():
         assert np.all(np.diff(v) >= 0)
 
 
+@pytest.mark.backend_independent
 def test_rshift_flattens_and_accepts_numbers():
     s = ss.Warmup(10) >> ss.Constant(1.0, 10) >> 0.5
     assert isinstance(s, ss.Sequence) and len(s.arg("pieces")) == 3
     assert s.at(25) == pytest.approx(0.5)
 
 
+@pytest.mark.backend_independent
 def test_restarts_are_periodic():
     s = ss.Restarts(ss.Warmup(5) >> ss.Cosine(1.0, 0.0, 20))
     v = s.at(np.arange(100))
@@ -246,6 +254,7 @@ def test_restarts_are_periodic():
     np.testing.assert_allclose(v[:25], v[75:], rtol=1e-6)
 
 
+@pytest.mark.backend_independent
 def test_repr_is_readable():
     s = ss.Warmup(ss.epochs(2)) >> ss.Exponential(1e-3, rate=0.96, every=1000)
     assert repr(s) == "Warmup(duration=epochs(2)) >> Exponential(start=0.001, rate=0.96, every=1000)"
@@ -331,12 +340,14 @@ BAD = [
 
 
 @pytest.mark.parametrize("case", range(len(BAD)))
+@pytest.mark.backend_independent
 def test_bad_input_fails_at_construction(case):
     build, error, match = BAD[case]
     with pytest.raises(error, match=match):
         build()
 
 
+@pytest.mark.backend_independent
 def test_at_rejects_bad_steps():
     s = ss.Linear(0.0, 1.0, 10)
     with pytest.raises(ValueError, match="steps"):
@@ -347,11 +358,13 @@ def test_at_rejects_bad_steps():
         s.at(["a"])
 
 
+@pytest.mark.backend_independent
 def test_standalone_warmup_has_clear_error():
     with pytest.raises(ValueError, match="Warmup"):
         ss.Warmup(10).at(0)
 
 
+@pytest.mark.backend_independent
 def test_arithmetic_folds_instead_of_nesting():
     s = ss.Linear(1.0, 0.0, 10)
     folded = s
@@ -377,6 +390,7 @@ def test_deeply_nested_config_is_refused_cleanly():
     assert keras.saving.deserialize_keras_object(_nested_config(20)).at(5) == pytest.approx(0.5)
 
 
+@pytest.mark.backend_independent
 def test_unknown_and_wrong_typed_config_keys():
     with pytest.raises(TypeError, match="unknown keys"):
         ss.Linear.from_config({"start": 1.0, "end": 0.0, "duration": 5, "evil": 1})

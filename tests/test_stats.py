@@ -15,12 +15,14 @@ from stepsched import _stats
 from stepsched._stats import EMA, RunningMeanReader, ema, mean_since
 
 
+@pytest.mark.backend_independent
 def test_docstring_examples():
     failures, tried = doctest.testmod(_stats, optionflags=doctest.ELLIPSIS)
     assert tried >= 5 and failures == 0
 
 
 # ------------------------------------------------------------------ EMA
+@pytest.mark.backend_independent
 def test_ema_formula_written_out():
     values, s = [3.0, 1.0, 2.0, -4.0], 0.9
     a, expected = 0.0, []
@@ -34,6 +36,7 @@ def test_ema_formula_written_out():
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=40), st.floats(0.0, 0.999),
        st.integers(0, 40))
+@pytest.mark.backend_independent
 def test_stream_array_and_resume_agree_exactly(values, s, cut):
     """Fed one by one, fed as an array, or stopped and resumed from its two numbers:
     the same float64 values, bit for bit."""
@@ -48,6 +51,7 @@ def test_stream_array_and_resume_agree_exactly(values, s, cut):
     np.testing.assert_array_equal([resumed.update(v) for v in values[cut:]], streamed[cut:])
 
 
+@pytest.mark.backend_independent
 def test_ema_constant_stream_and_zero_smoothing():
     np.testing.assert_allclose(ema([2.5] * 30, 0.98), [2.5] * 30, rtol=1e-14)
     np.testing.assert_array_equal(ema([1.0, 5.0, -2.0], 0.0), [1.0, 5.0, -2.0])
@@ -55,6 +59,7 @@ def test_ema_constant_stream_and_zero_smoothing():
     assert ema([], 0.5).shape == (0,)
 
 
+@pytest.mark.backend_independent
 def test_ema_non_finite_propagates():
     out = ema([1.0, np.nan, 1.0], 0.5)
     assert out[0] == 1.0 and np.isnan(out[1:]).all()
@@ -67,11 +72,13 @@ def test_ema_non_finite_propagates():
     ({"smoothing": 0.5, "average": "x"}, "average"),
     ({"smoothing": 0.5, "average": 1.0, "count": 0}, "average"),
 ])
+@pytest.mark.backend_independent
 def test_ema_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises((TypeError, ValueError), match=name):
         EMA(**kwargs)
 
 
+@pytest.mark.backend_independent
 def test_ema_state_from_json_floats():
     """A saved state comes back from JSON as floats (plateau state does)."""
     e = EMA(0.8)
@@ -82,6 +89,7 @@ def test_ema_state_from_json_floats():
 
 
 # ------------------------------------------------------------------ running mean
+@pytest.mark.backend_independent
 def test_mean_since_recovers_each_chunk_exactly_in_float64():
     rng = np.random.default_rng(0)
     sizes = rng.integers(1, 9, size=30).astype(float)
@@ -98,6 +106,7 @@ def test_mean_since_recovers_each_chunk_exactly_in_float64():
         assert value == pytest.approx(np.average(values[lo:hi], weights=sizes[lo:hi]), rel=1e-9)
 
 
+@pytest.mark.backend_independent
 def test_reader_restarts_when_the_count_does_not_grow():
     reader = RunningMeanReader()
     assert reader.read(4.0, 2) == 4.0

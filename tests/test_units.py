@@ -43,6 +43,7 @@ def test_durations_in_samples_and_tokens():
         ss.Duration("samples", 8, per=2)
 
 
+@pytest.mark.backend_independent
 def test_resolve_batch_rewrites_a_copy():
     s = ss.Warmup(ss.samples(640)) >> ss.Linear(1.0, 0.0, ss.tokens(2**16, 256))
     assert has_batch_units(s)

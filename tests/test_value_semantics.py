@@ -103,6 +103,7 @@ def test_keras_rate_callbacks_on_a_schedule_fail_at_train_begin(name):
     assert applied(model).sum() == 0.0  # refused before the first step
 
 
+@pytest.mark.backend_independent
 def test_delay_then_warmup_chains_left_to_right():
     s = ss.Constant(0.0, 4) >> ss.Warmup(4) >> ss.Cosine(1.0, 0.0, 8)
     np.testing.assert_allclose(s.at([0, 3, 4, 6, 8, 12, 16]),
