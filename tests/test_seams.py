@@ -212,6 +212,51 @@ class _StopAfterOneEpoch(keras.callbacks.Callback):
         self.model.stop_training = True
 
 
+class _KillAt(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) == self.step:
+            raise RuntimeError("killed")
+
+
+def test_a_fresh_process_resumes_a_changed_plan_from_backup_and_restore(tmp_path):
+    """BackupAndRestore carries weights only: the plans (with their change of length) come
+    back from the weights file, so a model compiled afresh resumes the same rates."""
+    def make():
+        keras.utils.set_random_seed(0)
+        return _two_weight_model(so.SGD(
+            ss.Linear(0.1, 0.0, ss.fraction(1.0)),
+            momentum=ss.Linear(0.5, 0.0, ss.fraction(1.0)),
+            groups=[so.Group("a", pattern="a/*", multiplier=ss.Linear(1.0, 0.0, ss.fraction(1.0))),
+                    so.Group("rest")]))
+
+    def run(model, record, kill=None, backup=None):
+        _fit(model, [ss.callbacks.Plan(on_change="continue"), _StopAfterOneEpoch()], [],
+             epochs=2)  # a plan for 16 steps, 8 done
+        callbacks = [ss.callbacks.Plan(on_change="continue")]
+        if backup:
+            callbacks.insert(0, keras.callbacks.BackupAndRestore(backup))
+        if kill:
+            callbacks.append(_KillAt(kill))
+        _fit(model, callbacks, record, epochs=2)  # 16 more: the rest stretched over them
+
+    kept = []
+    run(make(), kept)
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="killed"):
+        run(make(), [], kill=SPE_STEPS * 2 + 3, backup=backup)  # in the second epoch
+    resumed, fresh = [], make()  # the schedule as written, as a new process compiles it
+    _fit(fresh, [keras.callbacks.BackupAndRestore(backup),
+                 ss.callbacks.Plan(on_change="continue")], resumed, epochs=2)
+    assert resumed[0][0] == 2 * SPE_STEPS + 1  # restored at the first epoch's end
+    expect = dict(kept)
+    for step, w in resumed:
+        np.testing.assert_allclose(w, expect[step], rtol=1e-6, atol=1e-8)
+
+
 def test_frozen_until_in_epochs_follows_a_change_of_steps_per_epoch():
     """Frozen for 2 epochs: 1 epoch of 2 steps done, then 1 more epoch of 4 steps."""
     opt = so.SGD(0.1, groups=[so.Group("a", pattern="a/*", frozen_until=ss.epochs(2)),

@@ -14,6 +14,7 @@ from .._keras import inner_optimizer, read_step, running_callback_list
 from ..durations import UnresolvedDurationError
 from ..schedules.planned import Planned, plan, units
 from .distribute import check_strategy
+from .plan_state import adopt_saved_plans, attach
 
 
 def fit_context(params: dict) -> tuple[float | None, float | None]:
@@ -44,6 +45,7 @@ def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
     traced, the function is rebuilt so the step does not keep old constants.
     """
     optimizer = inner_optimizer(model.optimizer)
+    adopted = adopt_saved_plans(optimizer)  # plans a weights file brought (BackupAndRestore)
     rate = _keras.rate_of(optimizer)
     step, context = run_context(optimizer, params, first_epoch, rate)
     batch = _Once(lambda: _keras.fit_batch_size(model))  # read only if a value counts samples
@@ -62,7 +64,7 @@ def plan_for_fit(model, params: dict, on_change: str = DEFAULT_ON_CHANGE,
     others = bool(getattr(optimizer, "plan", None)) and optimizer.plan(
         *context, step=step, on_change=on_change, batch_size=batch)
     if new is rate:
-        if others:
+        if others or adopted:
             _keras.retrace(model)
         return
     _keras.replace_schedule(optimizer, new)
@@ -179,6 +181,11 @@ class StepschedCallback(keras.callbacks.Callback):
 
     #: the policy this callback asks for when the plan changes (None: the default)
     on_change: str | None = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        if getattr(model, "optimizer", None) is not None:  # before any weights are restored
+            attach(inner_optimizer(model.optimizer))
 
     def on_train_begin(self, logs=None):
         check_strategy(self.model)

@@ -287,6 +287,37 @@ class ScheduledOptimizer:
             st.groups = groups
         return changed
 
+    def plan_entries(self) -> dict[str, Schedule]:
+        """Every scheduled value but the rate, by name: ``"hyperparameter/<name>"``,
+        ``"group/<group>/<name>"`` (``frozen_until``: its plan, once planned)."""
+        st = self._stepsched
+        out = {f"hyperparameter/{k}": v for k, v in st.schedules.items()}
+        for g in st.groups or ():
+            out.update({f"group/{g.name}/{k}": v for k, v in g.schedules().items()})
+            if g.frozen_plan is not None:
+                out[f"group/{g.name}/frozen_until"] = g.frozen_plan
+            elif isinstance(g.frozen_until, Duration):
+                out[f"group/{g.name}/frozen_until"] = Constant(0.0, g.frozen_until)
+        return out
+
+    def adopt_plans(self, plans: dict[str, Schedule]) -> None:
+        """Put ``plans`` (names as ``plan_entries`` gives them) in place of those values."""
+        st = self._stepsched
+        for name, value in plans.items():
+            kind, _, key = name.partition("/")
+            if kind == "hyperparameter":
+                st.schedules[key] = value
+        groups = []
+        for g in st.groups or ():
+            mine = {k.rpartition("/")[2]: v for k, v in plans.items()
+                    if k.startswith(f"group/{g.name}/")}
+            if mine:
+                frozen = mine.pop("frozen_until", g.frozen_plan)
+                g = g.with_schedules({**g.schedules(), **mine}, frozen)
+            groups.append(g)
+        if st.groups is not None:
+            st.groups = groups
+
     # ------------------------------------------------------------------ Keras hooks
     def build(self, var_list):
         st = self._stepsched
