@@ -106,6 +106,7 @@ def test_serialization_round_trip_keeps_the_start():
     ({"schedule": 1.0, "duration": 3, "start_step": 2**31}, "start_step"),
     ({"schedule": 1.0, "duration": 3, "end": float("nan")}, "end"),
 ])
+@pytest.mark.backend_independent
 def test_bad_schedule_arguments(kwargs, name):
     with pytest.raises((TypeError, ValueError), match=name):
         Cooldown(**kwargs)
@@ -306,6 +307,7 @@ def test_with_plateau_reduction_the_cooldown_sits_inside_the_multiplier():
     ({"duration": 5, "signal": signal.SIGKILL}, "signal"),
     ({"duration": 5, "signal": 10**6}, "signal"), ({"duration": 5, "file": 3}, "file"),
 ])
+@pytest.mark.backend_independent
 def test_bad_callback_arguments(kwargs, name):
     with pytest.raises((TypeError, ValueError), match=name):
         ss.callbacks.CooldownOnDemand(**kwargs)
@@ -405,3 +407,25 @@ def test_extend_refuses_the_past_and_a_float_rate():
         ss.extend(model, ss.Constant(0.1), at=2)
     with pytest.raises(TypeError, match="stepsched schedule"):
         ss.extend(onehot_model(0.1, 4), ss.Constant(0.1))
+
+
+def test_with_schedule_and_resolve_share_the_start_without_building_another(monkeypatch):
+    """A copy over another schedule (``with_schedule``, ``resolve``) shares the start; no
+    state object (a Metric and a Variable) is made for it."""
+    from stepsched.schedules import cooldown
+
+    c = Cooldown(ss.Linear(1.0, 0.0, ss.epochs(2)), duration=4, shape="linear", start_step=6)
+    made = []
+    real = cooldown.CooldownState.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(self)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cooldown.CooldownState, "__init__", counting)
+    copies = [c.with_schedule(ss.Constant(1.0)), c.with_schedule(ss.Constant(1.0), 2),
+              c.resolve(steps_per_epoch=10)]
+    assert made == []
+    assert all(k.state is c.state for k in copies)
+    assert copies[0].at([5, 6, 8, 10]).tolist() == [1.0, 1.0, 0.5, 0.0]
+    assert copies[1].arg("duration") == 2 and copies[2].start_step == 6

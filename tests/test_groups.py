@@ -397,3 +397,52 @@ def test_torch_compile_gives_the_eager_weights():
 
     eager = run(False)
     np.testing.assert_allclose(run(True), eager, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------- one evaluation, one call
+def test_groups_that_share_a_schedule_evaluate_it_once_per_step():
+    inputs = keras.Input((4,))
+    h = inputs
+    for i in range(4):
+        h = keras.layers.Dense(4, name=f"d{i}")(h)
+    model = keras.Model(inputs, h)
+    _Counted.calls = 0
+    shared, rate = _Counted(0.5), _Counted(0.02)
+    opt = so.AdamW(0.01, groups=[so.Group(f"g{i}", pattern=f"d{i}/*", multiplier=shared,
+                                          learning_rate=rate) for i in range(3)]
+                   + [so.Group("rest", multiplier=shared)])
+    model.compile(optimizer=opt, loss="mse", jit_compile=False)
+    x = np.ones((8, 4), "float32")
+    model.fit(x, x, batch_size=4, verbose=0)  # two steps
+    # the rate and the multiplier: once each per traced (torch: per run) step
+    assert _Counted.calls % 2 == 0 and _Counted.calls <= 4
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the fused torch update")
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_torch_groups_in_one_fused_update_are_bit_equal_to_one_call_per_group(
+        monkeypatch, amsgrad):
+    """Groups that differ only in rate share one fused Adam(W) update and one weight decay
+    operation: the weights and slots are bit-equal to Keras's fused update and weight
+    decay run once per group."""
+    from stepsched import _keras
+    from stepsched.optimizers import core
+
+    def run(merged):
+        if not merged:
+            monkeypatch.setattr(_keras, "TORCH_FUSED_PER_VARIABLE_RATES", ())
+            monkeypatch.delattr(core._TorchFused, "_apply_weight_decay")
+        keras.utils.set_random_seed(1)
+        opt = so.AdamW(ss.WarmupCosine(0.01, 4, TOTAL), weight_decay=0.05, amsgrad=amsgrad,
+                       groups=[so.Group("body", pattern="body/*",
+                                        multiplier=ss.Cosine(1.0, 0.1, TOTAL),
+                                        weight_decay=0.2),
+                               so.Group("head", multiplier=0.5)])
+        model, _, _ = _model(opt)
+        x, y = _data()
+        _fit(model, x, y)
+        monkeypatch.undo()
+        return [keras.ops.convert_to_numpy(v) for v in model.weights + opt.variables]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -43,11 +43,13 @@ def torch_kwargs(mode="min", factor=0.1, patience=10, min_delta=1e-4, threshold_
     ({"every": 10, "smoothing": 1.0}, "smoothing"), ({"smoothing": 0.9}, "smoothing"),
     ({"every": 10, "monitor": "val_loss"}, "val_loss"),
 ])
+@pytest.mark.backend_independent
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name):
         ReduceLROnPlateau(**kwargs)
 
 
+@pytest.mark.backend_independent
 def test_epoch_checks_add_no_batch_hook():
     from keras.src import utils
 
@@ -436,3 +438,25 @@ def test_a_reduction_reaches_a_finite_schedule_on_every_backend():
     after = float(keras.ops.convert_to_numpy(scaled(keras.ops.convert_to_tensor(5, "int32"))))
     assert before == pytest.approx(0.95) and after == pytest.approx(0.475)
     assert float(scaled.at(5)) == pytest.approx(0.475)
+
+
+def test_with_schedule_and_resolve_share_the_state_without_building_another(monkeypatch):
+    """A copy over another schedule (``with_schedule``, ``resolve``) shares the multiplier
+    and the bookkeeping; no state object (a Metric and a Variable) is made for it."""
+    from stepsched.callbacks import plateau
+
+    scaled = Scaled(ss.Linear(1.0, 0.0, ss.epochs(2)), multiplier=0.5)
+    made = []
+    real = plateau.PlateauState.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(self)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(plateau.PlateauState, "__init__", counting)
+    copies = [scaled.with_schedule(ss.Constant(0.25)), scaled.with_schedule(ss.Constant(1.0), 0.1),
+              scaled.resolve(steps_per_epoch=10)]
+    assert made == []
+    assert all(c.plateau is scaled.plateau for c in copies)
+    assert copies[1].arg("min_lr") == 0.1 and float(copies[0].at(0)) == 0.125
+    assert float(copies[2].at(10)) == 0.25

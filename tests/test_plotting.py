@@ -51,6 +51,7 @@ def test_import_does_not_need_matplotlib():
 
 
 # ----------------------------------------------------------------- plot_schedule
+@pytest.mark.backend_independent
 def test_plot_writes_png_with_labels_and_the_schedule_values(tmp_path):
     ax = new_axes()
     returned = ss.plot_schedule(CLASSIC, 5000, ax=ax, steps_per_epoch=100)
@@ -66,6 +67,7 @@ def test_plot_writes_png_with_labels_and_the_schedule_values(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.backend_independent
 def test_epoch_axis_on_top_when_steps_per_epoch_given():
     ax = new_axes()
     ss.plot_schedule(CLASSIC, 5000, ax=ax, steps_per_epoch=250)
@@ -81,6 +83,7 @@ def test_epoch_axis_on_top_when_steps_per_epoch_given():
     assert epoch_axes(plain) == []
 
 
+@pytest.mark.backend_independent
 def test_log_scale_and_peak_marker():
     ax = new_axes()
     s = ss.Warmup(100, start=1e-5) >> ss.Cosine(1e-2, 1e-5, 900)
@@ -94,6 +97,7 @@ def test_log_scale_and_peak_marker():
     assert any(np.allclose(line.get_xdata(), [100, 100]) for line in ax.get_lines()[2:])
 
 
+@pytest.mark.backend_independent
 def test_log_scale_survives_zero_values():
     ax = new_axes()
     ss.plot_schedule(ss.Linear(1.0, 0.0, 100), ax=ax, log=True)
@@ -101,6 +105,7 @@ def test_log_scale_survives_zero_values():
     assert np.all(y > 0)
 
 
+@pytest.mark.backend_independent
 def test_symbolic_durations_resolve_or_fail_clearly():
     s = ss.WarmupCosine(peak=1.0, warmup=ss.fraction(0.1), total=ss.fraction(1.0))
     ax = ss.plot_schedule(s, 2000, ax=new_axes())
@@ -114,6 +119,7 @@ def test_symbolic_durations_resolve_or_fail_clearly():
         ss.plot_schedule(ss.Constant(1.0), -5, ax=new_axes())
 
 
+@pytest.mark.backend_independent
 def test_schedule_plot_method_and_default_axes():
     import matplotlib.pyplot as plt
 
@@ -125,6 +131,7 @@ def test_schedule_plot_method_and_default_axes():
         plt.close(ax.figure)
 
 
+@pytest.mark.backend_independent
 def test_long_runs_are_sampled_but_boundaries_stay_sharp():
     s = ss.Piecewise([3_000_001], [1.0, 0.1], duration=10_000_000)
     ax = ss.plot_schedule(s, ax=new_axes())
@@ -135,6 +142,7 @@ def test_long_runs_are_sampled_but_boundaries_stay_sharp():
 
 
 # ----------------------------------------------------------------- plot_schedules
+@pytest.mark.backend_independent
 def test_plot_schedules_side_by_side_with_legend(tmp_path):
     schedules = {"cosine": ss.Cosine(1.0, 0.0, 800),
                  "one-cycle": ss.OneCycle(max_lr=1.0, total_steps=1000),
@@ -155,6 +163,7 @@ def test_plot_schedules_side_by_side_with_legend(tmp_path):
 
 
 # ----------------------------------------------------------------- key points, text
+@pytest.mark.backend_independent
 def test_key_points_of_a_sequence():
     s = ss.Warmup(100) >> ss.Constant(2.0, 400) >> ss.Cosine(2.0, 0.5, 500)
     points = key_points(s)
@@ -168,6 +177,7 @@ def test_key_points_of_a_sequence():
         assert p.value == pytest.approx(float(s.at(p.step)))
 
 
+@pytest.mark.backend_independent
 def test_key_points_of_restarts_and_piecewise():
     restarts = [p.step for p in key_points(ss.Restarts(ss.Linear(1.0, 0.0, 100), limit=3))
                 if p.label == "restart"]
@@ -177,6 +187,7 @@ def test_key_points_of_restarts_and_piecewise():
     assert boundaries == [10.0, 20.0]
 
 
+@pytest.mark.backend_independent
 def test_text_chart_shape_and_extremes():
     s = ss.Warmup(25) >> ss.Linear(1.0, 0.0, 75)
     text = text_chart(s, width=40, height=8, unicode=False)
@@ -194,6 +205,7 @@ def test_text_chart_shape_and_extremes():
     assert any(0x2800 <= ord(c) <= 0x28FF for c in braille)
 
 
+@pytest.mark.backend_independent
 def test_module_examples_run():
     import doctest
 
@@ -201,6 +213,10 @@ def test_module_examples_run():
 
     failures, tried = doctest.testmod(plotting, optionflags=doctest.ELLIPSIS)
     assert tried >= 3 and failures == 0
+    from stepsched.schedules import keys  # key_steps, which plotting re-exports
+
+    failures, tried = doctest.testmod(keys, optionflags=doctest.ELLIPSIS)
+    assert tried >= 1 and failures == 0
 
 
 # ----------------------------------------------------------------- key steps of every class
@@ -353,6 +369,7 @@ RESTARTS = {
 
 
 @pytest.mark.parametrize("name", sorted(RESTARTS))
+@pytest.mark.backend_independent
 def test_key_points_at_restarts_show_the_new_cycle(name):
     """Defect: show printed ``restart 7,000  5.1e-34`` for CosineDecayRestarts(1e-3, 1000): the
     cycle start was computed as 6999.999..., where the value is the previous cycle's end."""
@@ -367,6 +384,7 @@ def test_key_points_at_restarts_show_the_new_cycle(name):
         assert [p.step for p in restarts] == [1000.0, 3000.0, 7000.0, 15000.0]
 
 
+@pytest.mark.backend_independent
 def test_show_prints_the_new_cycle_at_every_restart(capsys):
     from stepsched.cli import main
 
@@ -377,6 +395,7 @@ def test_show_prints_the_new_cycle_at_every_restart(capsys):
     assert all(r[2] == "0.001" for r in rows)
 
 
+@pytest.mark.backend_independent
 def test_per_update_joins_fall_where_the_update_counter_reaches_them():
     # the inner join at update 2.5 is first seen by update 3, i.e. micro-batch 12
     s = ss.PerUpdate(ss.Linear(1.0, 0.0, 2.5) >> ss.Constant(0.1), 4)
@@ -404,6 +423,7 @@ def _hlines(ax) -> dict[str, float]:
     return out
 
 
+@pytest.mark.backend_independent
 def test_lr_finder_over_a_schedule_marks_suggestion_minimum_and_divergence(tmp_path):
     result = _finder_result()
     schedule = ss.WarmupCosine(peak=result.suggestion(), warmup=100, total=1000)
@@ -430,6 +450,7 @@ def test_lr_finder_over_a_schedule_marks_suggestion_minimum_and_divergence(tmp_p
     assert any(k.endswith("(minimum/10)") for k in _hlines(ax))
 
 
+@pytest.mark.backend_independent
 def test_lr_finder_sweep_shows_the_tests_own_schedule_and_loss():
     result = _finder_result()
     ax = ss.plot_lr_finder(result, ax=new_axes())
@@ -495,6 +516,7 @@ def test_reductions_of_a_real_plateau_run_match_the_applied_rates():
     assert rates[-1] == pytest.approx(0.1, rel=1e-5)
 
 
+@pytest.mark.backend_independent
 def test_sequence_key_steps_follow_the_step_each_piece_sees():
     pieces = [ss.Constant(1.0, 10), ss.Piecewise([5, 15], [1.0, 0.5, 0.25])]
     # relative: the second piece starts at its own step 0, so its boundaries sit at 15 and 25

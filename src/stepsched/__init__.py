@@ -21,9 +21,9 @@ from .durations import (
     tokens,
 )
 from .finder import LRFinderResult, find_lr
+from .phases import extend
 from .plotting import plot_lr_finder, plot_reductions, plot_schedule, plot_schedules
 from .schedules import *  # noqa: F403  (the flat list of schedule names, see schedules.__all__)
-from .schedules.extend import extend
 from .spec import SpecError, get_schedule, parse
 
 __version__ = "0.1.0"

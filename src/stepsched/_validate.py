@@ -80,15 +80,14 @@ def boolean(name: str, value: Any) -> bool:
     return value
 
 
-def number_list(name: str, values: Any, *, allow_durations: bool = False) -> list:
-    """A non-empty list of finite numbers (or durations when allowed)."""
-    from .durations import Duration
-
+def number_list(name: str, values: Any, *, keep: type | tuple[type, ...] = ()) -> list:
+    """A non-empty list of finite numbers; values of the types ``keep`` (``Duration``) are
+    kept as they are."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise TypeError(f"{name} must be a list of numbers, got {values!r}")
     out = []
     for i, v in enumerate(list(values)):
-        if allow_durations and isinstance(v, Duration):
+        if keep and isinstance(v, keep):
             out.append(v)
         else:
             out.append(number(f"{name}[{i}]", v))
@@ -98,10 +97,9 @@ def number_list(name: str, values: Any, *, allow_durations: bool = False) -> lis
 
 
 def increasing(name: str, values: list) -> None:
-    """Raise unless the plain numbers in ``values`` are strictly increasing."""
-    from .durations import Duration
-
-    plain = [v for v in values if not isinstance(v, Duration)]
+    """Raise unless ``values``, when all are plain numbers (no durations), are strictly
+    increasing."""
+    plain = [v for v in values if isinstance(v, numbers.Real)]
     if len(plain) == len(values):
         for i in range(1, len(values)):
             if not values[i] > values[i - 1]:

@@ -8,7 +8,8 @@ summary.
 ``stepsched show SPEC --steps N`` previews a schedule given as an expression
 (``"Warmup(epochs(2)) >> Exponential(1e-3, rate=0.96, every=1000)"``) or as a
 JSON config file: a terminal chart, a table of key points and, with ``--out``,
-a PNG.
+a PNG; ``--steps-per-epoch`` resolves ``epochs(...)`` and ``--batch-size``
+resolves ``samples(...)``, ``tokens(...)`` and ``BatchScaled``.
 
 Keras fixes its backend when it is first imported, and ``import stepsched``
 imports Keras: :mod:`stepsched._startup` settles the backend and TensorFlow's
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="number of steps to show (default: the schedule's own duration)")
     show.add_argument("--steps-per-epoch", type=_positive_float, default=None, metavar="K",
                       help="steps per epoch, to resolve epochs(...) and draw an epoch axis")
+    show.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
+                      help="samples per step (the global batch), to resolve samples(...), "
+                           "tokens(...) and BatchScaled")
     show.add_argument("--out", default=None, metavar="FILE.png", help="also write a PNG")
     show.add_argument("--log", action="store_true", help="log scale for the rate")
     show.add_argument("--width", type=_positive_int, default=60,
@@ -121,30 +125,34 @@ def _show(args) -> int:
     from .spec import SpecError, load_spec
 
     try:
-        schedule = load_spec(args.spec)
+        written = load_spec(args.spec)
+        schedule = _batch_resolved(written, args.batch_size)
         if args.steps is None and not schedule.is_finite:
-            raise CommandError(f"{schedule!r} runs forever: give --steps N, the number of "
+            raise CommandError(f"{written!r} runs forever: give --steps N, the number of "
                                "steps to show")
         points = plotting.key_points(schedule, args.steps, args.steps_per_epoch)
         unicode = not args.ascii and _can_encode(sys.stdout, "⣿┤└─")
         chart = plotting.text_chart(schedule, args.steps, args.steps_per_epoch,
                                     width=min(args.width, 200), unicode=unicode)
-    except UnresolvedDurationError as exc:
-        raise CommandError(" ".join(str(exc).split(":")[0].split()) + ": give "
-                           + ("--steps-per-epoch" if "steps_per_epoch" in str(exc)
-                              else "--steps")) from None
+    except UnresolvedDurationError as exc:  # "<what> needs <which>. <how to in Python>"
+        need = " ".join(str(exc).split(":")[0].split(". ")[0].split())
+        flag = "--batch-size" if "batch size" in need else \
+            "--steps-per-epoch" if "steps_per_epoch" in need else "--steps"
+        raise CommandError(f"{need}: give {flag}") from None
     except (SpecError, TypeError, ValueError, OverflowError) as exc:
         raise CommandError(" ".join(str(exc).split())[:300]) from None
 
     total = max(p.step for p in points if not math.isnan(p.step))
-    print(repr(schedule))
+    print(repr(written))
     resolved = f", steps_per_epoch={args.steps_per_epoch:g}" if args.steps_per_epoch else ""
+    if args.batch_size:
+        resolved += f", batch_size={args.batch_size:g}"
     print(f"over {total:,.0f} steps{resolved}\n")
     print(chart)
     print()
     print(_points_table(points, args.steps_per_epoch))
     if args.out:
-        _write_png(schedule, args)
+        _write_png(schedule, args, title=repr(written))
         print(f"\nwrote {args.out}")
     return 0
 
@@ -181,7 +189,17 @@ def _points_table(points, steps_per_epoch) -> str:
     return "\n".join(lines)
 
 
-def _write_png(schedule, args) -> None:
+def _batch_resolved(schedule, batch_size):
+    """``samples``/``tokens`` durations in steps of ``batch_size`` samples, and every unfilled
+    ``BatchScaled`` given it (what a stepsched callback does at ``fit()``)."""
+    from .schedules.batch import has_batch_units, resolve_batch
+
+    if batch_size is None or not has_batch_units(schedule):
+        return schedule
+    return resolve_batch(schedule, batch_size)
+
+
+def _write_png(schedule, args, title: str) -> None:
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -191,7 +209,6 @@ def _write_png(schedule, args) -> None:
     fig = Figure(figsize=(7.5, 3.8), layout="constrained")
     ax = fig.add_subplot()
     plot_schedule(schedule, args.steps, ax=ax, steps_per_epoch=args.steps_per_epoch, log=args.log)
-    title = repr(schedule)
     ax.set_title(title if len(title) <= 90 else title[:87] + "...", fontsize=9, loc="left")
     try:
         fig.savefig(args.out, dpi=110)

@@ -86,12 +86,15 @@ class Duration:
     def __hash__(self) -> int:
         return hash((self.unit, self.value, self.per))
 
-    def __repr__(self) -> str:
-        value = int(self.value) if self.value.is_integer() else self.value
+    def __repr__(self) -> str:  # the expression that builds it (stepsched.parse reads it)
+        value = _number(self.value)
         if self.per is not None:
-            per = int(self.per) if self.per.is_integer() else self.per
-            return f"{self.unit}({value}, tokens_per_sample={per})"
+            return f"{self.unit}({value}, tokens_per_sample={_number(self.per)})"
         return f"{self.unit}({value})"
+
+
+def _number(v: float) -> str:
+    return repr(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
 
 
 def steps(n: float) -> Duration:

@@ -5,12 +5,15 @@ source cannot run code:
 
 - An **expression** such as ``Warmup(epochs(2)) >> Exponential(1e-3, rate=0.96,
   every=1000)`` is parsed with :mod:`ast` and interpreted node by node (never
-  ``eval``). Allowed: calls to stepsched schedule classes and ``epochs`` /
-  ``fraction`` / ``steps`` with positional and keyword arguments, numbers
-  (with unary minus), strings, ``True``/``False``/``None``, lists and tuples,
-  and the operators ``>>``, ``*``, ``+``, ``-``, ``/``. Anything else
-  (attribute access, subscripts, ``**``, lambdas, comprehensions, other names)
-  is refused.
+  ``eval``). Allowed: calls to stepsched schedule classes (those of
+  ``stepsched.schedules`` and plateau reduction's ``Scaled``) and ``epochs`` /
+  ``fraction`` / ``steps`` / ``samples`` / ``tokens`` with positional and
+  keyword arguments, numbers (with unary minus), strings,
+  ``True``/``False``/``None``, lists and tuples, and the operators ``>>``,
+  ``*``, ``+``, ``-``, ``/``. Anything else (attribute access, subscripts,
+  ``**``, lambdas, comprehensions, other names) is refused. Every schedule's
+  ``repr`` is such an expression: ``parse(repr(s))`` has the config of ``s``
+  (a plateau ``Scaled``'s bookkeeping aside, which is not in its repr).
 - A **JSON** config is what ``keras.saving.serialize_keras_object(schedule)``
   gives. Every object in it must name a registered stepsched class before it
   is handed to ``keras.saving.deserialize_keras_object`` (in safe mode).
@@ -51,7 +54,8 @@ MAX_DEPTH = 40
 MAX_INT = 2**53
 #: most arguments / list items in one call or list literal
 MAX_ITEMS = 1_000
-_ALLOWED = "only stepsched schedule classes and epochs/fraction/steps can be called"
+_ALLOWED = ("only stepsched schedule classes and epochs/fraction/steps/samples/tokens can "
+            "be called")
 _BINOPS = {ast.RShift: ">>", ast.Mult: "*", ast.Add: "+", ast.Sub: "-", ast.Div: "/"}
 
 
@@ -60,33 +64,32 @@ class SpecError(ValueError):
 
 
 def _schedule_classes() -> dict[str, type]:
-    import stepsched
+    from stepsched import schedules
     from stepsched.schedules.base import Recipe, Schedule
 
     out = {}
-    for name in stepsched.__all__:
-        obj = getattr(stepsched, name, None)
+    for name in schedules.__all__:  # the schedules of the flat API (stepsched.__all__)
+        obj = getattr(schedules, name, None)
         if isinstance(obj, type) and issubclass(obj, Schedule) and obj not in (Schedule, Recipe):
             out[name] = obj
     return out
 
 
 def _callback_schedule_classes() -> dict[str, type]:
-    """Schedules that callbacks build around the user's (e.g. plateau's ``Scaled``)."""
-    from stepsched import callbacks
-    from stepsched.schedules.base import Schedule
+    """Schedules that callbacks build around the user's (plateau's ``Scaled``)."""
+    from stepsched.schedules.scaled import Scaled
 
-    return {name: obj for name in callbacks.__all__
-            if isinstance(obj := getattr(callbacks, name, None), type)
-            and issubclass(obj, Schedule)}
+    return {"Scaled": Scaled}
 
 
 def allowed_names() -> dict[str, Any]:
     """The names an expression may call: schedule classes and the duration helpers."""
-    import stepsched
+    from stepsched import durations
 
     names: dict[str, Any] = dict(_schedule_classes())
-    names.update(epochs=stepsched.epochs, fraction=stepsched.fraction, steps=stepsched.steps)
+    names.update(_callback_schedule_classes())
+    names.update(epochs=durations.epochs, fraction=durations.fraction, steps=durations.steps,
+                 samples=durations.samples, tokens=durations.tokens)
     return names
 
 

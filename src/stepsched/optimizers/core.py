@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 
 import keras
+import numpy as np
 from keras import ops
 
 from .. import _keras
@@ -110,26 +111,57 @@ class _GroupStep:
 
 
 class _Step:
-    """The values of one update: each schedule evaluated once, from the raw step counter."""
+    """The values of one update: each schedule evaluated once, from the raw step counter.
+
+    Schedules are evaluated once per step whichever groups use them (by identity:
+    groups that share a schedule share its value), and a ``Constant`` multiplier is a
+    Python number (no tensor operation)."""
 
     def __init__(self, optimizer, state: _State, base_lr):
         step = _keras.step_variable(optimizer)
-        self.globals = {name: live(s(step)) for name, s in state.schedules.items()}
+        values: dict[int, object] = {}
+
+        def value(schedule):
+            key = id(schedule)
+            if key not in values:
+                values[key] = schedule(step)
+            return values[key]
+
+        def hyper(schedule):
+            key = ("live", id(schedule))
+            if key not in values:
+                values[key] = live(value(schedule))
+            return values[key]
+
+        self.globals = {name: hyper(s) for name, s in state.schedules.items()}
         self.groups = []
         if not state.groups:
             return
+        base = None
         for group in state.groups:
             g = _GroupStep()
             g.group = group
-            rate = state.group_rate(optimizer, group)(step) \
-                if group.learning_rate is not None else base_lr
-            rate = ops.cast(rate, "float32")
+            if group.learning_rate is not None:
+                own = state.group_rate(optimizer, group)
+                key = ("rate", id(own))
+                if key not in values:
+                    values[key] = ops.cast(value(own), "float32")
+                rate = values[key]
+            else:
+                if base is None:
+                    base = ops.cast(base_lr, "float32")
+                rate = base
             gate = None
             if group.multiplier is not None:
-                multiplier = group.multiplier(step)
-                rate = rate * multiplier
-                if not _is_constant(group.multiplier, nonzero=True):  # can it be 0 here?
-                    gate = ops.equal(multiplier, 0.0)
+                if type(group.multiplier) is Constant and group.multiplier.arg("value") != 0:
+                    rate = rate * float(group.multiplier.arg("value"))
+                else:
+                    key = ("scaled", id(rate), id(group.multiplier))
+                    if key not in values:
+                        multiplier = value(group.multiplier)
+                        values[key] = (rate * multiplier, None if _never_zero(
+                            group.multiplier) else ops.equal(multiplier, 0.0))
+                    rate, gate = values[key]
             g.offset = None
             if group.frozen_step is not None:
                 k = int(group.frozen_step)
@@ -139,19 +171,45 @@ class _Step:
                 accumulation = optimizer.gradient_accumulation_steps or 1
                 g.offset = k // accumulation
             g.rate, g.gate = rate, gate
-            g.hyper = {name: live(s(step)) for name, s in group.hyperparameters.items()}
+            g.hyper = {name: hyper(s) for name, s in group.hyperparameters.items()}
             if group.weight_decay is None:
                 g.weight_decay = "inherit"
             elif _is_constant(group.weight_decay, nonzero=False):
                 g.weight_decay = None
             else:
-                g.weight_decay = live(group.weight_decay(step))
+                g.weight_decay = hyper(group.weight_decay)
             self.groups.append(g)
 
 
 def _is_constant(schedule, *, nonzero: bool) -> bool:
     """Whether ``schedule`` is a ``Constant`` that is non-zero (``nonzero=True``) or zero."""
     return isinstance(schedule, Constant) and (schedule.arg("value") != 0) == nonzero
+
+
+#: the longest schedule whose every value ``_never_zero`` reads on the host
+_NEVER_ZERO_STEPS = 2_000_000
+
+
+def _never_zero(schedule) -> bool:
+    """Whether ``schedule`` is far from 0 at every step (a multiplier that cannot skip its
+    group, so the update needs no gate): its values on the host, up to the step from
+    which it stays constant, are finite and at least 1e-4 of the largest of them in
+    magnitude (far beyond any difference between the host's evaluation and a
+    backend's). False where that is not known (an open-ended schedule)."""
+    if _is_constant(schedule, nonzero=True):
+        return True
+
+    def compute() -> bool:
+        try:
+            end = schedule.constant_after
+            if end is None or not 0 <= end <= _NEVER_ZERO_STEPS:
+                return False
+            values = np.abs(np.asarray(schedule.at(np.arange(int(end) + 2)), np.float64))
+        except Exception:  # noqa: BLE001 - unknown: keep the gate
+            return False
+        return bool(np.all(np.isfinite(values)) and values.min() >= 1e-4 * values.max() > 0)
+
+    return schedule.cached("never_zero", compute)
 
 
 class ScheduledOptimizer:
@@ -524,13 +582,44 @@ class _TorchFused:
                                         ([], []))
             gs.append(grad)
             vs.append(v)
+        # groups that differ only in their rate: one fused update at a rate per variable,
+        # where Keras's fused update is one stepsched runs so (Adam, AdamW)
+        merge = self._keras_class().__name__ in _keras.TORCH_FUSED_PER_VARIABLE_RATES \
+            and not tensors & numbers
+        merged: tuple[list, list, list] = ([], [], [])
         for index, (gs, vs) in members.items():
             g = st.step.groups[index]
             if (tensors | set(g.hyper)) & numbers:
                 _keras.per_variable_update(self, gs, vs, learning_rate)  # update_step: g's
+            elif merge and g.gate is None and g.offset is None and not g.hyper:
+                merged[0].extend(gs)
+                merged[1].extend(vs)
+                merged[2].extend([g.rate] * len(vs))
             else:
                 self._in_group(g, vs, lambda g=g, gs=gs, vs=vs: _keras.fused_update(
                     self, gs, vs, g.rate))
+        if merged[1]:
+            _keras.fused_update_rates(self, *merged)
+
+    def _apply_weight_decay(self, variables):
+        # Keras's torch weight decay (``variable *= 1 - weight_decay * rate``) for every
+        # group in one fused operation, each group's factor worked out as Keras does
+        st = self._stepsched
+        if st.step is None or not st.step.groups:
+            return super()._apply_weight_decay(variables)
+        factors: dict[int, object] = {}
+        tensors, scales = [], []
+        for v in variables:
+            index = st.group_of_index[_keras.variable_index(self, v)]
+            if index not in factors:
+                g = st.step.groups[index]
+                wd = self.weight_decay if isinstance(g.weight_decay, str) else g.weight_decay
+                factors[index] = None if wd is None else 1 - wd * g.rate
+            if factors[index] is not None and self._use_weight_decay(v):
+                tensors.append(v.value)
+                scales.append(factors[index])
+        if tensors:
+            _keras.torch_scale(tensors, scales)
 
     def _held(self, gate, state: list, update) -> None:
         # the same as the Keras-ops version, on the torch tensors (without Keras's per-call

@@ -384,9 +384,17 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def number_text(v: float) -> str:
+    """A number as short as it reads back exactly: ``1``, ``0.5``, ``1e-05``, ``0.123456789``."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return repr(int(v))
+    short = f"{v:g}"
+    return short if float(short) == v else repr(v)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return repr(int(v)) if v.is_integer() and abs(v) < 1e15 and v != 0 else f"{v:g}"
+        return number_text(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
     return repr(v)

@@ -10,7 +10,8 @@ import numpy as np
 from .. import _validate
 from ..durations import Duration, duration_arg
 from . import _graph, _host
-from .base import Schedule, as_schedule, check_finite_piece
+from .base import Schedule, as_schedule, check_finite_piece, number_text
+from .keys import key_steps
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
 
@@ -160,8 +161,12 @@ class Sequence(Schedule):
         return xp.pieces(t, joins, branches, snap=True)
 
     def __repr__(self) -> str:
-        if self.arg("relative"):
-            return " >> ".join(_paren(p) for p in self.arg("pieces"))
+        pieces = self.arg("pieces")
+        # ``a >> b`` joins into one flat sequence: a single piece, or a relative sequence
+        # as a piece, reads back only as ``Sequence(pieces=[...])``
+        if self.arg("relative") and len(pieces) > 1 and not any(
+                isinstance(p, Sequence) and p.arg("relative") for p in pieces):
+            return " >> ".join(_paren(p) for p in pieces)
         return super().__repr__()
 
     def key_steps(self, horizon: float) -> list[tuple[float, str]]:
@@ -189,13 +194,11 @@ class Sequence(Schedule):
 
 def _paren(s: Schedule) -> str:
     r = repr(s)
-    return f"({r})" if " >> " in r or " * " in r or " + " in r else r
+    return f"({r})" if any(op in r for op in (" >> ", " * ", " + ", " - ")) else r
 
 
 def _key_steps(schedule: Schedule, horizon: float) -> list[tuple[float, str]]:
-    """``schedule.key_steps(horizon)``, or the default for pieces without joins (plotting)."""
-    from ..plotting import key_steps
-
+    """``schedule.key_steps(horizon)``, or the default for pieces without joins."""
     return key_steps(schedule, horizon)
 
 
@@ -407,11 +410,14 @@ class Affine(Wrapper):
         return value * self.arg("scale") + self.arg("offset")
 
     def __repr__(self) -> str:
-        r = _paren(self.arg("schedule"))
-        if self.arg("scale") != 1.0:
-            r = f"{r} * {self.arg('scale'):g}"
-        if self.arg("offset") != 0.0:
-            r = f"{r} + {self.arg('offset'):g}"
+        inner, scale, offset = self.arg("schedule"), self.arg("scale"), self.arg("offset")
+        if isinstance(inner, Affine) or (scale == 1.0 and offset == 0.0):
+            return super().__repr__()  # ``s * k`` would fold into one Affine, or vanish
+        r = _paren(inner)
+        if scale != 1.0:
+            r = f"{r} * {number_text(scale)}"
+        if offset != 0.0:
+            r = f"{r} {'-' if offset < 0 else '+'} {number_text(abs(offset))}"
         return r
 
 

@@ -26,16 +26,15 @@ state, is made per optimizer by ``stepsched.callbacks.CooldownOnDemand``.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 
 from .. import _validate
 from .._state import RunState
 from . import _exact, _graph
-from .base import Schedule, _serialize, as_schedule
+from .base import Schedule, _serialize, as_schedule, number_text
 from .extra import SqrtDecay
+from .keys import key_steps
 from .primitives import Cosine, Linear
 
 __all__ = ["Cooldown", "CooldownState"]
@@ -113,18 +112,22 @@ class Cooldown(Schedule):
 
     def __init__(self, schedule: Schedule | float, duration: float, shape: str = "1-sqrt",
                  end: float = 0.0, start_step: int | None = None):
+        self._set_args(schedule, duration, shape, end)
+        self.state = CooldownState(start_step)
+
+    def _set_args(self, schedule, duration, shape, end) -> None:
         schedule = as_schedule(schedule, "schedule")
         duration = _validate.number("duration", duration, positive=True)
         super().__init__(schedule=schedule, duration=duration,
                          shape=_validate.choice("shape", shape, self.SHAPES),
                          end=_validate.number("end", end))
-        self.state = CooldownState(start_step)
 
     # ----------------------------------------------------------- the wrapper protocol
     def with_schedule(self, schedule: Schedule, duration: float | None = None) -> Cooldown:
         """The same start (shared state, not copied) over another schedule or duration."""
-        out = Cooldown(schedule, self.arg("duration") if duration is None else duration,
-                       self.arg("shape"), self.arg("end"))
+        out = Cooldown.__new__(Cooldown)  # no state of its own to build and drop
+        out._set_args(schedule, self.arg("duration") if duration is None else duration,
+                      self.arg("shape"), self.arg("end"))
         out.state = self.state
         return out
 
@@ -198,8 +201,6 @@ class Cooldown(Schedule):
 
     def key_steps(self, horizon: float) -> list[tuple[float, str]]:
         """The schedule's before the start, then the cooldown's start and end."""
-        from ..plotting import key_steps
-
         start = self.start_step
         out = key_steps(self.arg("schedule"), horizon)
         if start is None:
@@ -219,13 +220,15 @@ class Cooldown(Schedule):
     def __reduce__(self):
         return (_from_config, (type(self), self.get_config()))
 
-    def __repr__(self) -> str:
-        start = self.start_step
-        when = "not started" if start is None else f"from step {start}"
-        d = self.arg("duration")
-        d = int(d) if float(d).is_integer() and math.isfinite(d) else d
-        return (f"Cooldown({self.arg('schedule')!r}, {d} steps, {self.arg('shape')!r}, "
-                f"{when})")
+    def __repr__(self) -> str:  # the defaults left out; no start_step: not started yet
+        parts = [repr(self.arg("schedule")), f"duration={number_text(self.arg('duration'))}"]
+        if self.arg("shape") != "1-sqrt":
+            parts.append(f"shape={self.arg('shape')!r}")
+        if self.arg("end") != 0.0:
+            parts.append(f"end={number_text(self.arg('end'))}")
+        if self.start_step is not None:
+            parts.append(f"start_step={self.start_step}")
+        return f"Cooldown({', '.join(parts)})"
 
 
 def _from_config(cls, config):

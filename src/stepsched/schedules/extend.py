@@ -1,4 +1,5 @@
-"""Extend a run: append a new phase to the optimizer's schedule at the current step.
+"""``Extended``: a new phase after a schedule, from a step (``stepsched.extend`` puts one in
+a compiled model's optimizer, see ``stepsched.phases``).
 
 ``Plan(on_change="restart")`` starts the *same* schedule again when a later
 ``fit()`` changes the plan; a run continued past its planned end with a
@@ -18,7 +19,7 @@ import numpy as np
 from .. import _validate
 from .base import Schedule, as_schedule
 
-__all__ = ["Extended", "extend"]
+__all__ = ["Extended"]
 
 
 @keras.saving.register_keras_serializable(package="stepsched")
@@ -79,7 +80,7 @@ class Extended(Schedule):
 
     def key_steps(self, horizon: float) -> list[tuple[float, str]]:
         """The earlier schedule's before ``at``, the new phase, then its own, shifted."""
-        from ..plotting import key_steps
+        from .keys import key_steps
 
         at = float(self.arg("at"))
         out = [(s, label) for s, label in key_steps(self.arg("schedule"), min(horizon, at))
@@ -93,52 +94,4 @@ class Extended(Schedule):
         return sorted(out)
 
     def __repr__(self) -> str:
-        return f"Extended({self.arg('schedule')!r}, then {self.arg('then')!r} from step " \
-               f"{self.arg('at')})"
-
-
-def _rewrap(rate, make):
-    """``make(rate)``, put inside any plateau ``Scaled`` (its multiplier still applies)."""
-    from ..callbacks.plateau import Scaled
-
-    if isinstance(rate, Scaled):
-        return rate.with_schedule(_rewrap(rate.arg("schedule"), make))
-    return make(rate)
-
-
-def extend(model, schedule: Schedule | float, at: int | None = None) -> Schedule:
-    """Append ``schedule`` to the optimizer's schedule as a new phase from step ``at``.
-
-    ``at`` defaults to the optimizer's current step (the next step trained).
-    The model, its weights and optimizer slots are untouched; the optimizer's
-    rate becomes ``Extended(current, schedule, at)`` (inside a plateau
-    multiplier, which still applies; outside a cooldown, which the new phase
-    replaces), and the train function is rebuilt. Returns the new rate.
-
-    >>> import keras, stepsched as ss
-    >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    >>> model.compile(optimizer=keras.optimizers.SGD(ss.Linear(0.1, 0.0, 100)), loss="mse")
-    >>> ss.extend(model, ss.Warmup(10) >> ss.Cosine(0.05, 0.0, 90), at=100).at(105)
-    np.float32(0.025)
-    """
-    from .. import _keras
-    from ..callbacks.base import inner_optimizer, read_step
-
-    if not isinstance(model, keras.Model) or getattr(model, "optimizer", None) is None:
-        raise TypeError(f"model must be a compiled keras.Model, got {model!r}")
-    schedule = as_schedule(schedule, "schedule")
-    optimizer = inner_optimizer(model.optimizer)
-    rate = _keras.rate_of(optimizer)
-    if not isinstance(rate, Schedule):
-        raise TypeError("extend needs an optimizer whose learning_rate is a stepsched schedule "
-                        f"(a new phase is appended to it), got {rate!r}; compile with one, e.g. "
-                        "stepsched.Constant(lr)")
-    step = read_step(optimizer)
-    at = step if at is None else _validate.integer("at", at, minimum=0)
-    if at < step:
-        raise ValueError(f"at={at} is before the optimizer's step {step}: the steps already "
-                         "trained cannot be given another rate")
-    new = _rewrap(rate, lambda inner: Extended(inner, schedule, at))
-    _keras.replace_schedule(optimizer, new)
-    _keras.retrace(model)
-    return new
+        return f"Extended({self.arg('schedule')!r}, {self.arg('then')!r}, at={self.arg('at')})"

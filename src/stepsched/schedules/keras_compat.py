@@ -154,7 +154,7 @@ class PiecewiseConstantDecay(Recipe):
     open_ended = True
 
     def __init__(self, boundaries, values, name: str = "PiecewiseConstant"):
-        boundaries = _validate.number_list("boundaries", boundaries, allow_durations=True)
+        boundaries = _validate.number_list("boundaries", boundaries, keep=Duration)
         values = _validate.number_list("values", values)
         if len(boundaries) != len(values) - 1:
             raise ValueError(f"The length of boundaries should be 1 less than the length of "

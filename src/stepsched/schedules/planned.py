@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _validate
 from ..durations import Duration, UnresolvedDurationError
-from .base import Schedule, as_schedule
+from .base import Schedule, as_schedule, number_text
 
 __all__ = ["Planned"]
 
@@ -144,7 +144,7 @@ class Planned(Schedule):
     def key_steps(self, horizon: float) -> list[tuple[float, str]]:
         """Those of the resolved schedule; after a change of plan, the earlier plan's before
         ``since``, the change itself, then the later part's, on the run's own steps."""
-        from ..plotting import key_steps
+        from .keys import key_steps
 
         previous = self.arg("previous")
         if previous is None:
@@ -176,11 +176,12 @@ class Planned(Schedule):
         spe, total = self.context
         parts = [repr(self.arg("schedule"))]
         if spe is not None:
-            parts.append(f"steps_per_epoch={spe:g}")
+            parts.append(f"steps_per_epoch={number_text(spe)}")
         if total is not None:
-            parts.append(f"total_steps={total:g}")
-        if self.arg("previous") is not None:
-            parts.append(f"{self.arg('policy')} from step {self.arg('since')}")
+            parts.append(f"total_steps={number_text(total)}")
+        if self.arg("previous") is not None:  # the earlier plan, then how this one follows it
+            parts += [f"previous={self.arg('previous')!r}", f"since={self.arg('since')}",
+                      f"policy={self.arg('policy')!r}"]
         return f"Planned({', '.join(parts)})"
 
 
@@ -299,29 +300,3 @@ def plan(schedule, context: tuple[float | None, float | None], step: int = 0,
         schedule = resolve_batch(schedule, batch)
     return replanned(schedule, context, step, on_change, what)
 
-
-def plan_step(duration, context: tuple[float | None, float | None], step: int = 0,
-              on_change: str = "auto", old: int | None = None, what: str = "a step",
-              batch_size=None) -> int:
-    """A step given as a duration (a group's ``frozen_until``) planned for a ``fit()``.
-
-    ``old`` is its plan so far. A step already reached keeps its plan (it is
-    history); one still ahead follows the new plan, never before ``step``,
-    unless ``on_change`` is ``"keep"`` (the old plan) or ``"refuse"`` (raise).
-    """
-    if not isinstance(duration, Duration):
-        return duration
-    if duration.unit in Duration.BATCH_UNITS:
-        batch = batch_size() if callable(batch_size) else batch_size
-    else:
-        batch = None
-    new = int(round(duration.to_steps(*context, batch_size=batch)))
-    if old is None or old == new or step == 0:
-        return new
-    if old <= step or on_change == "keep":
-        return old
-    if on_change == "refuse":
-        raise ValueError(f"this fit() plans {what} = {duration!r} at step {new}, but the "
-                         f"optimizer has trained {step} steps on the plan for step {old}; choose "
-                         "what happens with stepsched.callbacks.Plan(on_change=...)")
-    return max(new, step)

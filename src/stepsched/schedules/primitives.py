@@ -163,7 +163,7 @@ class Polynomial(Schedule):
 
 
 def _knots(boundaries, values, n_values_extra: int):
-    boundaries = _validate.number_list("boundaries", boundaries, allow_durations=True)
+    boundaries = _validate.number_list("boundaries", boundaries, keep=Duration)
     values = _validate.number_list("values", values)
     for i, b in enumerate(boundaries):
         if not isinstance(b, Duration) and b < 0:

@@ -1,0 +1,33 @@
+"""Key steps: where a schedule's formula changes piece (joins, restarts, boundaries).
+
+Each composite lists its own with a ``key_steps(horizon)`` method; previews,
+plots and the command line (``stepsched.plotting``) label them.
+"""
+
+from __future__ import annotations
+
+from .base import Recipe, Schedule
+
+__all__ = ["key_steps"]
+
+
+def key_steps(schedule: Schedule, horizon: float) -> list[tuple[float, str]]:
+    """Where ``schedule``'s formula changes piece, up to step ``horizon``: ``(step, label)``.
+
+    Each composite says where its joins are with a ``key_steps(horizon)``
+    method (sequences their joins, restarts their cycle starts, piecewise
+    schedules their boundaries, wrappers those of what they wrap), computed
+    with the arithmetic of its own formula, so the value at a listed step is
+    the new piece's. A recipe without one reports those of the composition it
+    stands for (``explain()``); any other schedule has none.
+
+    >>> import stepsched as ss
+    >>> key_steps(ss.Restarts(ss.Linear(1.0, 0.0, 100), limit=3), 1000)
+    [(100.0, 'restart'), (200.0, 'restart')]
+    """
+    method = getattr(schedule, "key_steps", None)
+    if method is not None:
+        return list(method(horizon))
+    if isinstance(schedule, Recipe):
+        return key_steps(schedule.explain(), horizon)
+    return []
