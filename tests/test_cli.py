@@ -450,7 +450,7 @@ def test_guide_code_runs():
     assert namespace["lr"].resolve(total_steps=1000).at(0) == 0.0
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 @pytest.mark.backend_independent
 def test_guide_show_output_is_what_show_prints(index, capsys):
     import re
