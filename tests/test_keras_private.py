@@ -296,3 +296,49 @@ def test_torch_private_functions():
     t = _keras.torch_as_subclass(Sub, torch.tensor(2.0))
     assert type(t) is Sub and float(t) == 2.0
     assert type(t * 2) is torch.Tensor
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="Keras's fused torch updates")
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_torch_fused_update_at_a_rate_per_variable_is_kerass_per_rate(name, amsgrad):
+    """``_keras.fused_update_rates`` (Keras's fused Adam update with one rate per variable,
+    for groups that differ only in rate) gives bit for bit what Keras's own fused update
+    gives, called once per rate; ``torch_scale`` and ``uses_weight_decay`` as used for the
+    groups' weight decay."""
+    import torch
+
+    assert set(_keras.TORCH_FUSED_PER_VARIABLE_RATES) <= set(_keras.TORCH_FUSED_NUMBER_ARGUMENTS)
+    rng = np.random.default_rng(0)
+    shapes = [(3, 2), (2,), (4,)]
+    start = [rng.normal(size=s).astype("float32") for s in shapes]
+    grads = [torch.as_tensor(rng.normal(size=s).astype("float32")) for s in shapes]
+    rates = [torch.tensor(0.3), torch.tensor(0.007)]
+
+    def optimizer():
+        variables = [keras.Variable(w) for w in start]
+        opt = getattr(keras.optimizers, name)(learning_rate=0.1, amsgrad=amsgrad)
+        opt.build(variables)
+        opt.iterations.assign(5)
+        return opt, variables
+
+    opt, variables = optimizer()
+    for _ in range(3):
+        _keras.fused_update_rates(opt, grads, variables, [rates[0], rates[1], rates[0]])
+    ref, ref_vars = optimizer()
+    for _ in range(3):
+        _keras.fused_update(ref, [grads[0], grads[2]], [ref_vars[0], ref_vars[2]], rates[0])
+        _keras.fused_update(ref, [grads[1]], [ref_vars[1]], rates[1])
+    for a, b in zip(variables + opt.variables, ref_vars + ref.variables, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
+
+    tensors = [torch.ones(2), torch.ones(3)]
+    _keras.torch_scale(tensors, [torch.tensor(0.5), torch.tensor(2.0)])
+    assert tensors[0].tolist() == [0.5, 0.5] and tensors[1].tolist() == [2.0] * 3
+    opt = keras.optimizers.AdamW(0.1, weight_decay=0.1)
+    opt.exclude_from_weight_decay(var_names=["bias"])
+    kept, skipped = keras.Variable(np.ones(2), name="kernel"), keras.Variable(np.ones(2),
+                                                                               name="bias")
+    opt.build([kept, skipped])
+    assert _keras.uses_weight_decay(opt, kept) and not _keras.uses_weight_decay(opt, skipped)

@@ -277,9 +277,8 @@ def fused_update_rates(optimizer, grads, variables, rates: list) -> None:
     The operations are Keras's (keras/src/backend/torch/optimizers/torch_adam.py) with
     the scalar ``alpha`` replaced by one per variable, worked out as Keras does, element
     for element: the variables and slots come out bit-equal to one Keras call per
-    rate (``tests/test_groups.py`` checks it against Keras's own)."""
+    rate (``tests/test_keras_private.py`` checks it against Keras's own)."""
     import torch
-
     from keras import ops
 
     keras_variables = variables
@@ -324,3 +323,9 @@ def torch_scale(tensors: list, factors: list) -> None:
 
     with torch.no_grad():
         torch._foreach_mul_(tensors, factors)
+
+
+def uses_weight_decay(optimizer, variable) -> bool:
+    """Whether the optimizer decays ``variable`` (``optimizer._use_weight_decay``: not one
+    excluded by ``exclude_from_weight_decay``)."""
+    return optimizer._use_weight_decay(variable)

@@ -607,17 +607,32 @@ class _TorchFused:
         st = self._stepsched
         if st.step is None or not st.step.groups:
             return super()._apply_weight_decay(variables)
-        factors: dict[int, object] = {}
-        tensors, scales = [], []
+        import torch
+
+        members: dict[int, list] = {}
         for v in variables:
-            index = st.group_of_index[_keras.variable_index(self, v)]
-            if index not in factors:
-                g = st.step.groups[index]
-                wd = self.weight_decay if isinstance(g.weight_decay, str) else g.weight_decay
-                factors[index] = None if wd is None else 1 - wd * g.rate
-            if factors[index] is not None and self._use_weight_decay(v):
-                tensors.append(v.value)
-                scales.append(factors[index])
+            members.setdefault(st.group_of_index[_keras.variable_index(self, v)], []).append(v)
+        decays = {}
+        for index in members:
+            g = st.step.groups[index]
+            wd = self.weight_decay if isinstance(g.weight_decay, str) else g.weight_decay
+            if wd is not None:
+                decays[index] = (wd, g.rate)
+        if not decays:
+            return
+        wds = {id(wd) for wd, _ in decays.values()}
+        if len(wds) == 1 and len(decays) > 1:  # one weight decay: the factors in one pass
+            wd = next(iter(decays.values()))[0]
+            factors = dict(zip(decays, (1 - wd * torch.stack(
+                [rate for _, rate in decays.values()])).unbind(), strict=True))
+        else:
+            factors = {index: 1 - wd * rate for index, (wd, rate) in decays.items()}
+        tensors, scales = [], []
+        for index, factor in factors.items():
+            for v in members[index]:
+                if _keras.uses_weight_decay(self, v):
+                    tensors.append(v.value)
+                    scales.append(factor)
         if tensors:
             _keras.torch_scale(tensors, scales)
 
