@@ -134,6 +134,7 @@ class _Step:
             return values[key]
 
         self.globals = {name: hyper(s) for name, s in state.schedules.items()}
+        self.base_lr = base_lr  # what Keras's update reads as the rate: evaluated once
         self.groups = []
         if not state.groups:
             return
@@ -546,6 +547,8 @@ class ScheduledOptimizer:
         st = getattr(self, "_stepsched", None)
         if st is not None and st.active_lr is not None:
             return st.active_lr
+        if st is not None and st.step is not None and st.step.base_lr is not None:
+            return st.step.base_lr
         return super()._get_current_learning_rate()
 
     # ------------------------------------------------------------------ config
