@@ -83,7 +83,7 @@ def test_policies_after_a_finished_plan_exact_and_across_save(policy, tmp_path):
 def test_refuse_names_both_plans():
     model = onehot_model(SCHEDULE, SPE)
     train(model, 2, "refuse")
-    with pytest.raises(ValueError, match="trained 16 steps on the plan for 8, 16"):
+    with pytest.raises(ValueError, match="trained 16 steps on the plan for steps_per_epoch=8, end=16"):
         train(model, 4, "refuse")
 
 

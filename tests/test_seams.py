@@ -297,7 +297,7 @@ def test_a_changed_plan_is_evaluated_past_its_run_on_every_backend():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for policy in ("restart", "continue"):
-            later = ss.schedules.planned.replanned(first, (8, 24), step=6, on_change=policy)
+            later = ss.schedules.planned.replanned(first, (8, 24, None), step=6, on_change=policy)
             steps = np.arange(40)
             assert later.constant_after > later.duration  # it goes on past the run's end
             np.testing.assert_allclose(graph_values(later, steps, scalar=True),

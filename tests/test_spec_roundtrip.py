@@ -43,6 +43,12 @@ def _planned_after_a_change():
                       policy="continue")
 
 
+def _planned_after_a_batch_size_change():
+    first = ss.Planned(ss.Warmup(ss.samples(64)) >> ss.Constant(0.1), 8, 48, batch_size=4)
+    return ss.Planned(first.arg("schedule"), 8, 96, previous=first, since=16,
+                      policy="continue", batch_size=8)
+
+
 def _scaled_reduced():
     s = Scaled(ss.WarmupCosine(1e-3, 100, ss.fraction(1.0)), min_lr=1e-6)
     s.plateau.set(0.25)
@@ -124,7 +130,10 @@ SAMPLES = {
     "Planned": [lambda: ss.Planned(ss.Linear(1.0, 0.0, ss.fraction(0.5)), total_steps=10),
                 lambda: ss.Planned(ss.Warmup(ss.epochs(1)) >> ss.Constant(0.1),
                                    steps_per_epoch=123456789),
-                _planned_after_a_change],
+                _planned_after_a_change,
+                lambda: ss.Planned(ss.Warmup(ss.samples(64)) >> ss.Constant(0.1), 8, 48,
+                                   batch_size=4),
+                _planned_after_a_batch_size_change],
     "Scaled": [lambda: Scaled(ss.Cosine(1.0, 0.0, 100), multiplier=0.1),
                _scaled_reduced,
                lambda: Scaled(ss.Constant(0.5), state={"best": float("inf"), "wait": 2.0})],

@@ -84,10 +84,45 @@ def test_samples_are_resolved_from_the_batch_size_of_fit(tmp_path):
     expected = (ss.Warmup(4) >> ss.Linear(0.5, 0.05, 10)).at(range(n))
     np.testing.assert_allclose(applied(model), expected, rtol=RTOL)
     assert has_batch_units(lr)  # the schedule as written is unchanged
-    # saved in steps: the loaded model continues exactly, with any later batch size
+    # the plan keeps the schedule as written and the batch size it was planned for
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert not has_batch_units(loaded.optimizer._learning_rate)
+    rate = loaded.optimizer._learning_rate
+    assert rate.arg("batch_size") == batch and has_batch_units(rate.arg("schedule"))
+    np.testing.assert_allclose(np.asarray(rate.at(range(n)), np.float64), expected, rtol=RTOL)
+
+
+def by_samples(schedule, seen) -> np.ndarray:
+    """float64 reference: ``schedule`` with its samples durations counted in samples (one
+    sample a step), at the samples seen before each step."""
+    return np.asarray(resolve_batch(schedule, 1).at(np.asarray(seen, np.float64)), np.float64)
+
+
+@pytest.mark.parametrize("second", [8, 2])
+def test_a_later_fit_with_another_batch_size_continues_in_samples(second):
+    """12 steps of 4 samples, then 12 of ``second``: the warmup and decay in samples end
+    after as many samples whatever the batch size, and ``BatchScaled`` follows the batch
+    size of each fit (the second fit plans the schedule again, continuing at the samples
+    seen)."""
+    first, n = 4, 24
+    written = ss.Warmup(ss.samples(16)) >> ss.Linear(0.5, 0.05, ss.tokens(60 * 32, 32))
+    lr = ss.BatchScaled(written, base_batch_size=4, rule="linear")
+    model = onehot_model(lr, n)
+    x, y = onehot_data(n)
+    model.fit(np.repeat(x[:12], first, axis=0), np.repeat(y[:12], first, axis=0),
+              batch_size=first, shuffle=False, verbose=0, callbacks=[ss.callbacks.Plan()])
+    with pytest.warns(UserWarning, match=f"batch_size=4 -> .*batch_size={second}.*continue"):
+        model.fit(np.repeat(x[12:], second, axis=0), np.repeat(y[12:], second, axis=0),
+                  batch_size=second, shuffle=False, verbose=0,
+                  callbacks=[ss.callbacks.Plan()])
+    seen = [first * k for k in range(12)] + [12 * first + second * k for k in range(12)]
+    factor = np.array([first / 4] * 12 + [second / 4] * 12)
+    np.testing.assert_allclose(applied(model), by_samples(written, seen) * factor, rtol=RTOL)
+    # what the optimizer holds gives the same values on the host (at, plots, the logger)
+    rate = model.optimizer._learning_rate
+    np.testing.assert_allclose(np.asarray(rate.at(range(n)), np.float64), applied(model),
+                               rtol=RTOL)
+    assert rate.arg("batch_size") == second and rate.arg("previous").arg("batch_size") == first
 
 
 @pytest.mark.parametrize("rule", ["linear", "sqrt"])
@@ -130,9 +165,7 @@ def run(spe):
         model = onehot_model(LR, N, steps_per_execution=spe)
     model.fit(x, y, batch_size=2, shuffle=False, epochs=1, verbose=0,
               callbacks=[ss.callbacks.Plan()])
-    rate = model.optimizer._learning_rate
-    while not isinstance(rate, ss.BatchScaled):
-        rate = rate.arg("schedule")
+    rate = model.optimizer._learning_rate  # planned for the batch size it read
     return {"rates": applied(model).tolist(), "batch": rate.arg("batch_size"),
             "replicas": replicas(model),
             "iterations": int(np.asarray(model.optimizer.iterations))}

@@ -15,18 +15,12 @@ from __future__ import annotations
 import keras
 
 from . import _keras, _validate
+from .schedules import modifiers
 from .schedules.base import Schedule, as_schedule
 from .schedules.extend import Extended
 from .schedules.scaled import Scaled
 
 __all__ = ["extend"]
-
-
-def _rewrap(rate, make):
-    """``make(rate)``, put inside any plateau ``Scaled`` (its multiplier still applies)."""
-    if isinstance(rate, Scaled):
-        return rate.with_schedule(_rewrap(rate.arg("schedule"), make))
-    return make(rate)
 
 
 def extend(model, schedule: Schedule | float, at: int | None = None) -> Schedule:
@@ -58,7 +52,7 @@ def extend(model, schedule: Schedule | float, at: int | None = None) -> Schedule
     if at < step:
         raise ValueError(f"at={at} is before the optimizer's step {step}: the steps already "
                          "trained cannot be given another rate")
-    new = _rewrap(rate, lambda inner: Extended(inner, schedule, at))
+    new = modifiers.inside(rate, Scaled, lambda inner: Extended(inner, schedule, at))
     _keras.replace_schedule(optimizer, new)
     _keras.retrace(model)
     return new

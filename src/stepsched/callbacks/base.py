@@ -12,6 +12,7 @@ import keras
 from .. import _keras, _validate
 from .._keras import inner_optimizer, read_step, running_callback_list
 from ..durations import UnresolvedDurationError
+from ..schedules.modifiers import core
 from ..schedules.planned import Planned, plan, units
 from .distribute import check_strategy
 from .plan_state import adopt_saved_plans, attach
@@ -107,21 +108,15 @@ def run_context(optimizer, params: dict, first_epoch: int, rate
 
 def _plans(optimizer, rate) -> list[Planned]:
     """The plans the optimizer holds: its rate's and those of its other schedules."""
-    schedules = [_unwrapped(rate)]
+    schedules = [core(rate)]
     schedules += list(getattr(optimizer, "hyperparameter_schedules", {}).values())
     for group in getattr(optimizer, "groups", None) or ():
-        schedules += [_unwrapped(s) for s in group.schedules().values()]
+        schedules += [core(s) for s in group.schedules().values()]
     return [s for s in schedules if isinstance(s, Planned)]
 
 
-def _unwrapped(rate):
-    while hasattr(rate, "with_schedule"):
-        rate = rate.arg("schedule")
-    return rate
-
-
 def _warn_if_longer_than_run(rate, context) -> None:
-    total, rate = context[1], _unwrapped(rate)
+    total, rate = context[1], core(rate)
     if total is None or not isinstance(rate, Planned) or not rate.is_finite or \
             "fraction" not in units(rate.arg("schedule")):
         return  # a schedule in steps or epochs may well outlast one fit()

@@ -17,35 +17,13 @@ import keras
 
 from .. import _keras, _stats, _validate
 from ..durations import Duration, duration_arg
+from ..schedules import modifiers
 from ..schedules.base import Schedule
 from ..schedules.cooldown import Cooldown, CooldownState
+from ..schedules.scaled import Scaled
 from .base import StepCounter, StepschedCallback, inner_optimizer, read_step
 
 __all__ = ["CooldownOnDemand"]
-
-
-def _find_cooldown(rate):
-    """The ``Cooldown`` in the chain of wrappers around the optimizer's schedule, if any."""
-    while rate is not None:
-        if isinstance(rate, Cooldown):
-            return rate
-        rate = rate.arg("schedule") if hasattr(rate, "with_schedule") else None
-    return None
-
-
-def _wrap(rate, make):
-    """``rate`` with ``make(inner)`` put around its schedule, inside any ``Scaled``."""
-    from .plateau import Scaled
-
-    if isinstance(rate, Scaled):
-        return rate.with_schedule(_wrap(rate.arg("schedule"), make))
-    return make(rate)
-
-
-def _replace_cooldown(rate, new: Cooldown):
-    if isinstance(rate, Cooldown):
-        return new
-    return rate.with_schedule(_replace_cooldown(rate.arg("schedule"), new))
 
 
 class CooldownOnDemand(StepschedCallback):
@@ -153,16 +131,17 @@ class CooldownOnDemand(StepschedCallback):
     def _install(self, model, steps: float) -> None:
         opt = inner_optimizer(model.optimizer)
         rate = _keras.rate_of(opt)
-        found = _find_cooldown(rate)
+        found = modifiers.find(rate, Cooldown)
         if found is not None:
             new_cooldown = found
             if (found.arg("duration"), found.arg("shape"), found.arg("end")) != (
                     steps, self.shape, self.end):
                 new_cooldown = Cooldown(found.arg("schedule"), steps, self.shape, self.end)
                 new_cooldown.state = found.state
-            new = rate if new_cooldown is found else _replace_cooldown(rate, new_cooldown)
+            new = rate if new_cooldown is found else modifiers.replace(rate, found, new_cooldown)
         elif isinstance(rate, Schedule):
-            new = _wrap(rate, lambda inner: Cooldown(inner, steps, self.shape, self.end))
+            new = modifiers.inside(rate, Scaled, lambda inner: Cooldown(
+                inner, steps, self.shape, self.end))
         elif isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
             raise TypeError(f"CooldownOnDemand needs a stepsched schedule, got the Keras "
                             f"schedule {type(rate).__name__}: use its stepsched counterpart "
@@ -171,7 +150,7 @@ class CooldownOnDemand(StepschedCallback):
         else:
             raise TypeError("CooldownOnDemand needs a stepsched schedule as the optimizer's "
                             f"learning_rate (e.g. Warmup(w) >> Constant(peak)), got {rate!r}")
-        self.cooldown = _find_cooldown(new)
+        self.cooldown = modifiers.find(new, Cooldown)
         opt.stepsched_cooldown = self.cooldown.state
         if new is not rate:
             _keras.replace_schedule(opt, new)

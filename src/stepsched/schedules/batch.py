@@ -21,6 +21,7 @@ from .. import _validate
 from ..durations import Duration, UnresolvedDurationError
 from .base import Schedule, as_schedule
 from .compose import PerUpdate, Wrapper
+from .modifiers import is_modifier
 
 __all__ = ["BatchScaled", "resolve_batch", "has_batch_units"]
 
@@ -128,7 +129,7 @@ def _rewrite(schedule, batch):
     if isinstance(schedule, PerUpdate):
         k = schedule.arg("accumulation_steps")
         return PerUpdate(_rewrite(schedule.arg("schedule"), batch * k), k)
-    if hasattr(schedule, "with_schedule"):  # Scaled, Cooldown: their state is kept
+    if is_modifier(schedule):  # Scaled, Cooldown: their state is kept
         return schedule.with_schedule(_rewrite(schedule.arg("schedule"), batch))
     return type(schedule)(**{k: _value(v, batch) for k, v in schedule._args.items()})
 

@@ -16,7 +16,7 @@ optimizer's rate, modifiers included.
 
 from __future__ import annotations
 
-__all__ = ["core", "modifiers", "with_modifiers"]
+__all__ = ["core", "find", "inside", "modifiers", "replace", "with_modifiers"]
 
 
 def is_modifier(schedule) -> bool:
@@ -46,3 +46,27 @@ def with_modifiers(chain: list, schedule):
     for modifier in reversed(chain):
         schedule = modifier.with_schedule(schedule)
     return schedule
+
+
+def find(rate, kind):
+    """The outermost modifier of type ``kind`` around ``rate`` (None if there is none)."""
+    return next((m for m in modifiers(rate) if isinstance(m, kind)), None)
+
+
+def inside(rate, kinds, make):
+    """``rate`` with ``make(inner)`` in place of ``inner``, the schedule inside its outer
+    modifiers of types ``kinds`` (the first other modifier and what it wraps is ``inner``);
+    the outer modifiers keep their state."""
+    chain = modifiers(rate)
+    n = 0
+    while n < len(chain) and isinstance(chain[n], kinds):
+        n += 1
+    return with_modifiers(chain[:n], make(chain[n] if n < len(chain) else core(rate)))
+
+
+def replace(rate, old, new):
+    """``rate`` with its modifier ``old`` (the object) replaced by ``new``, a schedule that
+    stands for ``old`` and what it wraps; the modifiers outside it keep their state."""
+    chain = modifiers(rate)
+    i = next(i for i, m in enumerate(chain) if m is old)
+    return with_modifiers(chain[:i], new)
