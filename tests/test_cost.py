@@ -241,3 +241,43 @@ def test_per_batch_logger_does_nothing_per_batch_when_no_later_callback_reads_th
     assert reads == [n - 1, 2 * n - 1]  # the epoch ends only
     np.testing.assert_allclose(history.history["learning_rate"], schedule.at([n - 1, 2 * n - 1]),
                                rtol=1e-6)
+
+
+def test_per_batch_logger_reads_a_float_rate_once_an_epoch_unless_a_callback_may_assign_it(
+        monkeypatch):
+    n = 6
+    reads = []
+    read = ss.callbacks.LearningRateLogger._read_float_rate
+    monkeypatch.setattr(ss.callbacks.LearningRateLogger, "_read_float_rate",
+                        lambda self: reads.append(1) or read(self))
+    x = np.zeros((n, 2), "float32")
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self, halve_at=None):
+            super().__init__()
+            self.halve_at, self.logged = halve_at, []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.logged.append(logs["learning_rate"])
+            if batch == self.halve_at:
+                self.model.optimizer.learning_rate.assign(
+                    float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)) / 2)
+
+    def fit(*callbacks):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        return model.fit(x, x[:, :1], batch_size=1, epochs=2, verbose=0, shuffle=False,
+                         callbacks=[ss.callbacks.LearningRateLogger(), *callbacks])
+
+    # a later callback that only reads (TerminateOnNaN has a batch hook): nothing per batch
+    history = fit(keras.callbacks.TerminateOnNaN())
+    assert reads == []
+    np.testing.assert_allclose(history.history["learning_rate"], [0.1, 0.1], rtol=1e-6)
+    # a callback that assigns the rate at a batch end: read per batch, exact from the next step
+    record = Record(halve_at=2)
+    history = fit(record)
+    assert len(reads) >= 2 * n
+    # halved at the third batch end of each epoch
+    np.testing.assert_allclose(record.logged, [0.1] * 3 + [0.05] * n + [0.025] * (n - 3),
+                               rtol=1e-6)
+    np.testing.assert_allclose(history.history["learning_rate"], [0.05, 0.025], rtol=1e-6)

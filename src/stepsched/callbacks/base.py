@@ -130,13 +130,34 @@ def _warn_if_longer_than_run(rate, context) -> None:
             "WarmupCosine(peak, warmup=w, total=fraction(1.0))", stacklevel=3)
 
 
-def has_batch_end_hook(callback: keras.callbacks.Callback) -> bool:
-    """Whether ``callback`` does anything at a training batch end (Keras's defaults do not)."""
-    for name in ("on_train_batch_end", "on_batch_end"):
+_BATCH_END_HOOKS = ("on_train_batch_end", "on_batch_end")
+_BATCH_HOOKS = (*_BATCH_END_HOOKS, "on_train_batch_begin", "on_batch_begin")
+
+
+def has_batch_end_hook(callback: keras.callbacks.Callback,
+                       hooks: tuple[str, ...] = _BATCH_END_HOOKS) -> bool:
+    """Whether ``callback`` does anything at a training batch end (Keras's defaults do not),
+    or in any of ``hooks``."""
+    for name in hooks:
         method = getattr(callback, name)
         if getattr(method, "__func__", method) is not getattr(keras.callbacks.Callback, name):
             return True
     return False
+
+
+#: Keras callbacks whose batch hooks never assign the optimizer's rate
+_RATE_READERS = (keras.callbacks.ProgbarLogger, keras.callbacks.TensorBoard,
+                 keras.callbacks.ModelCheckpoint, keras.callbacks.BackupAndRestore,
+                 keras.callbacks.TerminateOnNaN, keras.callbacks.CSVLogger,
+                 keras.callbacks.History, keras.callbacks.EarlyStopping)
+
+
+def may_assign_rate_in_batches(callback: keras.callbacks.Callback) -> bool:
+    """Whether ``callback`` may assign a float rate between two steps of an epoch: it has a
+    batch hook and is not one of the Keras callbacks known to only read (a user's callback,
+    ``LambdaCallback``, stepsched's plateau or batch scheduler may assign)."""
+    return has_batch_end_hook(callback, _BATCH_HOOKS) and not isinstance(
+        callback, _RATE_READERS) and not getattr(callback, "reads_only", False)
 
 
 #: Keras callbacks that assign ``optimizer.learning_rate`` and so fail on a schedule,

@@ -13,6 +13,7 @@ from .base import (
     StepschedCallback,
     has_batch_end_hook,
     inner_optimizer,
+    may_assign_rate_in_batches,
     read_step,
     running_callback_list,
 )
@@ -71,7 +72,10 @@ class LearningRateLogger(StepschedCallback):
     each epoch begin and counted on the host from the batch indices Keras
     passes; a stepsched schedule is evaluated on the host with ``at()``, for
     a block of the next 256 steps at a time (``Schedule.value_at``), so a
-    batch costs a lookup, and nothing at all when no callback after it in the
+    batch costs a lookup; a float rate is read at each epoch begin, and again
+    per batch only when another callback with a batch hook may assign it (not
+    for Keras's ``ProgbarLogger``, ``TensorBoard``, ``ModelCheckpoint``,
+    ``BackupAndRestore`` or ``TerminateOnNaN``, which only read); nothing at all when no callback after it in the
     list has a batch hook (no one would see the value). The hook depends on
     nothing but the batch index, so it is ``async_safe``: it leaves Keras's
     callback dispatch as it would be without it (asynchronous unless another
@@ -108,6 +112,7 @@ class LearningRateLogger(StepschedCallback):
         # The batch hook reads nothing from the device and depends only on the batch index:
         # it may run on Keras's callback threads, so Keras's dispatch stays as it would be.
         self.async_safe = True
+        self.reads_only = True  # it never assigns the rate (another logger needs no re-read)
         if self.every == "epoch":
             # Keras's default (no-op) batch hooks: nothing at all runs per batch.
             self.on_train_batch_end = super().on_train_batch_end
@@ -119,12 +124,15 @@ class LearningRateLogger(StepschedCallback):
         self._optimizer = self.optimizer
         self._float_rate = None
         self._readers = True  # whether a later callback may read the per-batch logs
+        self._assigners = True  # whether a callback may assign a float rate mid-epoch
         callbacks = running_callback_list(self)
         if callbacks is None:
             return
         order = list(callbacks.callbacks)
         mine = next(i for i, c in enumerate(order) if c is self)
         self._readers = any(has_batch_end_hook(c) for c in order[mine + 1:])
+        # the train step never changes a float rate: read once an epoch unless a callback may
+        self._assigners = any(may_assign_rate_in_batches(c) for c in order if c is not self)
         if any(isinstance(c, keras.callbacks.TensorBoard) for c in order[:mine]):
             warnings.warn(
                 "LearningRateLogger is placed after keras.callbacks.TensorBoard in the callback "
@@ -153,7 +161,8 @@ class LearningRateLogger(StepschedCallback):
         # On JAX a float rate is detached from its variable while a step runs (the state
         # lives in the jitted loop) and attached again when a callback syncs the state,
         # e.g. to assign it (ReduceLROnPlateau at a batch end): until the next step starts.
-        if self._float_rate is not None and keras.backend.backend() == "jax":
+        if (self._float_rate is not None and self._assigners
+                and keras.backend.backend() == "jax"):
             self._read_float_rate()
 
     def _read_float_rate(self) -> None:
@@ -168,7 +177,8 @@ class LearningRateLogger(StepschedCallback):
         if isinstance(lr, Schedule):
             return lr.value_at(max(step - 1, 0))
         if isinstance(lr, keras.Variable):
-            self._read_float_rate()
+            if self._assigners:
+                self._read_float_rate()
             if self._float_rate is None:  # batch hooks with no epoch begin
                 self._float_rate = applied_rate(self.model.optimizer)
             return self._float_rate
