@@ -46,10 +46,13 @@ import stepsched as ss  # noqa: E402
 BACKEND = keras.backend.backend()
 STEP = 2500  # inside every schedule's interesting part (5th Restarts cycle, mid-decay)
 HORIZON = 10_000
-FULL = {"calls": 200, "repeats": 15, "boundaries": 1000, "train_steps": 8, "variables": 42}
+# unroll (TF and JAX): evaluations per compiled call, at that many different steps
+FULL = {"calls": 200, "repeats": 15, "boundaries": 1000, "train_steps": 8, "variables": 42,
+        "unroll": 32}
 # quick: 20 boundaries, as train_bench's quick mode (Keras traces 1,000 unrolled 32 times
-# in about 250 s on TF)
-QUICK = {"calls": 20, "repeats": 2, "boundaries": 20, "train_steps": 4, "variables": 42}
+# in about 250 s on TF), and 4 evaluations to a call (tracing 32 takes most of a quick run)
+QUICK = {"calls": 20, "repeats": 2, "boundaries": 20, "train_steps": 4, "variables": 42,
+         "unroll": 4}
 KS = keras.optimizers.schedules
 
 if BACKEND == "torch":
@@ -112,16 +115,13 @@ def make_optimizer():
     return opt
 
 
-UNROLL = 32  # TF and JAX: evaluations per compiled call, at UNROLL different steps
-
-
-def evaluator(schedule, opt):
+def evaluator(schedule, opt, unroll: int):
     """A no-argument function doing the evaluations as the optimizer does (None: empty).
 
     torch: one eager evaluation. TF and JAX: one compiled call evaluating the
-    schedule at ``UNROLL`` consecutive steps from the optimizer's (so nothing is
+    schedule at ``unroll`` consecutive steps from the optimizer's (so nothing is
     shared between them), summed; ``None`` gives the same call with the steps
-    only, whose time is subtracted (``per_call_divisor`` gives ``UNROLL``).
+    only, whose time is subtracted (``per_call_divisor`` gives ``unroll``).
     """
     if BACKEND == "torch":
         if schedule is None:
@@ -130,7 +130,7 @@ def evaluator(schedule, opt):
 
     def body(step):
         total = 0.0
-        for i in range(UNROLL):
+        for i in range(unroll):
             s = step + i
             total = total + (keras.ops.cast(s, "float32") if schedule is None
                              else keras.ops.cast(schedule(s), "float32"))
@@ -147,8 +147,8 @@ def evaluator(schedule, opt):
     return lambda: fn(step).block_until_ready()
 
 
-def per_call_divisor() -> int:
-    return 1 if BACKEND == "torch" else UNROLL
+def per_call_divisor(unroll: int) -> int:
+    return 1 if BACKEND == "torch" else unroll
 
 
 def graph_ops(schedule) -> int | None:
@@ -189,8 +189,10 @@ def syncs_per_call(fn, calls: int) -> float | None:
     return c.total / calls
 
 
-def time_interleaved(fns: dict, calls: int, repeats: int, rng: random.Random) -> dict:
-    """Per-call seconds of every function, ``repeats`` blocks each, interleaved."""
+def time_interleaved(fns: dict, calls: int, repeats: int, rng: random.Random,
+                     divisor: int = 1) -> dict:
+    """Seconds per call of every function over ``divisor`` (the evaluations in one call),
+    ``repeats`` blocks each, interleaved."""
     n_calls = {}
     for k, fn in fns.items():  # trace, build tables, warm caches
         for _ in range(3):
@@ -208,20 +210,21 @@ def time_interleaved(fns: dict, calls: int, repeats: int, rng: random.Random) ->
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
-            times[k].append((time.perf_counter() - t0) / n / per_call_divisor())
+            times[k].append((time.perf_counter() - t0) / n / divisor)
     return times
 
 
 def bench_eval(cfg: dict, rng: random.Random) -> dict:
     opt = make_optimizer()
     rows = schedules(cfg["boundaries"])
-    fns = {"empty": evaluator(None, opt),
-           "keras_exponential": evaluator(KS.ExponentialDecay(PEAK, 1000, 0.96), opt)}
+    unroll = cfg["unroll"]
+    fns = {"empty": evaluator(None, opt, unroll),
+           "keras_exponential": evaluator(KS.ExponentialDecay(PEAK, 1000, 0.96), opt, unroll)}
     for r in rows:
-        fns[f"ss:{r['name']}"] = evaluator(r["ss"], opt)
+        fns[f"ss:{r['name']}"] = evaluator(r["ss"], opt, unroll)
         if r["keras"] is not None:
-            fns[f"keras:{r['name']}"] = evaluator(r["keras"], opt)
-    times = time_interleaved(fns, cfg["calls"], cfg["repeats"], rng)
+            fns[f"keras:{r['name']}"] = evaluator(r["keras"], opt, unroll)
+    times = time_interleaved(fns, cfg["calls"], cfg["repeats"], rng, per_call_divisor(unroll))
     ref = np.asarray(times["keras_exponential"])
 
     def summary(key: str) -> dict:
@@ -232,7 +235,7 @@ def bench_eval(cfg: dict, rng: random.Random) -> dict:
                 "ratio_to_keras_exponential_paired_q75": float(np.quantile(t / ref, 0.75))}
 
     out = {"step": STEP, "calls": cfg["calls"], "repeats": cfg["repeats"],
-           "evaluations_per_call": per_call_divisor(),
+           "evaluations_per_call": per_call_divisor(unroll),
            "empty": summary("empty"), "keras_exponential": summary("keras_exponential"),
            "rows": {}}
     out["keras_exponential"]["graph_ops"] = graph_ops(KS.ExponentialDecay(PEAK, 1000, 0.96))
@@ -383,8 +386,7 @@ def bench_groups(cfg: dict, rng: random.Random) -> dict:
     for name, fn in fns.items():
         syncs[name] = syncs_per_call(fn, 5)
     times = time_interleaved(fns, max(5, cfg["calls"] // 10), cfg["repeats"], rng)
-    # time_interleaved divides by the evaluations per call; one apply per call here
-    times = {k: np.asarray(t) * per_call_divisor() for k, t in times.items()}
+    times = {k: np.asarray(t) for k, t in times.items()}
     rows = {}
     for name in fns:
         t = times[name]
