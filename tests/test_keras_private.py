@@ -342,3 +342,55 @@ def test_torch_fused_update_at_a_rate_per_variable_is_kerass_per_rate(name, amsg
                                                                                name="bias")
     opt.build([kept, skipped])
     assert _keras.uses_weight_decay(opt, kept) and not _keras.uses_weight_decay(opt, skipped)
+
+
+def test_loss_scale_optimizer_takes_these_paths_on_non_finite_gradients():
+    """``LossScaleOptimizer._stateful_handle_non_finite_grads`` (``apply``: TensorFlow,
+    torch) and ``_stateless_handle_non_finite_grads`` (``stateless_apply``: JAX) run at a
+    step whose gradients are not finite, and only then: stepsched's LossScaleOptimizer
+    counts the steps it skips there."""
+    calls = []
+
+    class Recording(keras.optimizers.LossScaleOptimizer):
+        def _stateful_handle_non_finite_grads(self):
+            calls.append("stateful")
+            return super()._stateful_handle_non_finite_grads()
+
+        def _stateless_handle_non_finite_grads(self, optimizer_variables, trainable_variables):
+            calls.append("stateless")
+            return super()._stateless_handle_non_finite_grads(optimizer_variables,
+                                                              trainable_variables)
+
+    assert set(_keras.OVERRIDDEN_LOSS_SCALE_METHODS) <= set(
+        vars(keras.optimizers.LossScaleOptimizer))
+    variable = keras.Variable(np.zeros(2, "float32"))
+    opt = Recording(keras.optimizers.SGD(0.1))
+    opt.build([variable])
+    bad = [keras.ops.convert_to_tensor(np.array([np.inf, 0.0], "float32"))]
+    good = [keras.ops.convert_to_tensor(np.ones(2, "float32"))]
+    if keras.backend.backend() != "jax":  # JAX trains with stateless_apply
+        opt.apply(good, [variable])
+        assert calls == []
+        opt.apply(bad, [variable])
+        assert calls == ["stateful"]
+        calls.clear()
+        return  # stateless_apply is JAX's (TensorFlow refuses it)
+    # on JAX both branches of the cond are traced: the scale it returns tells them apart
+    values = [v.value for v in opt.variables]
+    scale = next(i for i, v in enumerate(opt.variables) if v is opt.dynamic_scale)
+    _, after = opt.stateless_apply(values, bad, [variable.value])
+    assert "stateless" in calls
+    assert float(after[scale]) == opt.initial_scale / 2
+
+
+def test_schedule_step_is_the_counter_plus_the_steps_a_wrapper_skipped():
+    """``schedule_step``: ``optimizer._iterations`` as it is, or plus what the callable in
+    ``optimizer._stepsched_skipped`` gives (stepsched's LossScaleOptimizer, count="batches")."""
+    model = _model(ss.Linear(1.0, 0.0, 10))
+    model.optimizer.build(model.trainable_variables)
+    _keras.step_variable(model.optimizer).assign(4)
+    assert _keras.schedule_step(model.optimizer) is _keras.step_variable(model.optimizer)
+    model.optimizer._stepsched_skipped = lambda: keras.Variable(3, dtype="int",
+                                                                         trainable=False)
+    assert int(keras.ops.convert_to_numpy(_keras.schedule_step(model.optimizer))) == 7
+    assert _keras.read_step(model.optimizer) == 7

@@ -238,7 +238,8 @@ def _own_private_names() -> set[str]:
     it somewhere, or if it starts with ``_stepsched`` (what stepsched keeps on an object of
     another library); any other private name is someone else's (``optimizer._learning_rate``,
     ``model._compile_loss``, ``torch._C``, ``torch._foreach_mul``). The Keras methods that
-    stepsched's optimizers override (``_keras.OVERRIDDEN_PRIVATE_METHODS``) are not counted
+    stepsched's optimizers override (``_keras.OVERRIDDEN_PRIVATE_METHODS``, and
+    ``OVERRIDDEN_LOSS_SCALE_METHODS`` for its ``LossScaleOptimizer``) are not counted
     as stepsched's own: they may be defined in a class and called as ``super().name``, and
     nothing else."""
     names = {p.stem for p in PACKAGE.rglob("_*.py") if not p.stem.startswith("__")}
@@ -264,7 +265,14 @@ def _own_private_names() -> set[str]:
             elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) and \
                     ast.unparse(node.value) == "self.__dict__" and _string(node.slice):
                 names.add(node.slice.value)
-    return {n for n in names if _is_private(n)} - set(_keras_module().OVERRIDDEN_PRIVATE_METHODS)
+    return {n for n in names if _is_private(n)} - _overridden()
+
+
+def _overridden() -> set[str]:
+    """The private Keras methods stepsched's classes override (and call as ``super()``)."""
+    keras_module = _keras_module()
+    return set(keras_module.OVERRIDDEN_PRIVATE_METHODS) | set(
+        keras_module.OVERRIDDEN_LOSS_SCALE_METHODS)
 
 
 def _is_private(name: str) -> bool:
@@ -287,7 +295,7 @@ def _is_super_call(node) -> bool:
 
 def _private_touches(tree: ast.Module, own: set[str]):
     """``(node, what)`` for every use of another library's private API in ``tree``."""
-    overridden = set(_keras_module().OVERRIDDEN_PRIVATE_METHODS)
+    overridden = _overridden()
     docstrings = {id(n.body[0].value) for n in ast.walk(tree)
                   if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef,
                                     ast.AsyncFunctionDef))

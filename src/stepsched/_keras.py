@@ -50,6 +50,21 @@ def step_variable(optimizer):
     return optimizer._iterations
 
 
+def schedule_step(optimizer):
+    """The step the optimizer's schedules are evaluated at, in the step: its raw counter
+    (``step_variable``), plus the steps a wrapping ``stepsched.optimizers.LossScaleOptimizer``
+    with ``count="batches"`` skipped (non-finite gradients), which it tells the optimizer
+    through ``optimizer._stepsched_skipped`` (stepsched's own attribute: a callable giving
+    the count, or None before the wrapper is built). The optimizer's own update, its bias
+    correction included, still reads its counter."""
+    step = step_variable(optimizer)
+    skipped = getattr(optimizer, "_stepsched_skipped", None)
+    skipped = skipped() if skipped is not None else None
+    if skipped is None:
+        return step
+    return keras.ops.add(step, keras.ops.cast(skipped, step.dtype))
+
+
 def inner_optimizer(optimizer):
     """The optimizer that owns the rate (unwraps ``LossScaleOptimizer``)."""
     while hasattr(optimizer, "inner_optimizer"):
@@ -58,8 +73,12 @@ def inner_optimizer(optimizer):
 
 
 def read_step(optimizer) -> int:
-    """The optimizer's raw step counter (micro-batches under gradient accumulation)."""
-    return int(keras.ops.convert_to_numpy(step_variable(inner_optimizer(optimizer)).value))
+    """The step the optimizer's schedules are at (``schedule_step``: its raw step counter,
+    micro-batches under gradient accumulation, plus the steps skipped where a
+    ``LossScaleOptimizer`` counts batches), on the host."""
+    step = schedule_step(inner_optimizer(optimizer))
+    return int(keras.ops.convert_to_numpy(step.value if isinstance(step, keras.Variable)
+                                          else step))
 
 
 def gradient_accumulators(optimizer) -> list:
@@ -104,6 +123,13 @@ def current_learning_rate(optimizer):
 #: ``_parallel_update_step`` for all of them
 OVERRIDDEN_PRIVATE_METHODS = ("_apply_weight_decay", "_get_current_learning_rate",
                               "_backend_update_step")
+
+#: methods of ``keras.optimizers.LossScaleOptimizer`` that
+#: ``stepsched.optimizers.LossScaleOptimizer`` overrides to count the steps it skips: the
+#: two paths Keras takes on non-finite gradients, stateful (``apply``: TensorFlow, torch)
+#: and stateless (``stateless_apply``: JAX)
+OVERRIDDEN_LOSS_SCALE_METHODS = ("_stateful_handle_non_finite_grads",
+                                 "_stateless_handle_non_finite_grads")
 
 
 def torch_fused_class(base: type) -> type | None:

@@ -278,7 +278,8 @@ class StepCounter:
     ``step_after(batch)`` depends on nothing but the batch index, so hooks
     may run in any order, on any thread (Keras's asynchronous dispatch). It
     re-reads at epoch ends, so steps a ``LossScaleOptimizer`` skipped are
-    caught up there.
+    caught up there (none to catch up where stepsched's ``LossScaleOptimizer``
+    counts batches: the step read is the schedules', ``_keras.read_step``).
     """
 
     def __init__(self):

@@ -83,7 +83,10 @@ class LearningRateLogger(StepschedCallback):
     where Keras has the state on the host anyway: steps a
     ``LossScaleOptimizer`` skips for non-finite gradients (which do not
     advance the optimizer's step) are caught up there, so within such an
-    epoch the logged rate may run ahead by the number of skipped steps.
+    epoch the logged rate may run ahead by the number of skipped steps. With
+    ``stepsched.optimizers.LossScaleOptimizer(..., count="batches")`` the
+    schedules' step counts batches, skipped ones included, and the logger reads
+    that step: the rates logged are those applied.
 
     With a ``stepsched.optimizers`` optimizer it also writes every scheduled
     hyperparameter (``"beta_1"``, ``"momentum"``, ...) and each variable

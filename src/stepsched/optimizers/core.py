@@ -111,14 +111,16 @@ class _GroupStep:
 
 
 class _Step:
-    """The values of one update: each schedule evaluated once, from the raw step counter.
+    """The values of one update: each schedule evaluated once, at the schedules' step
+    (``_keras.schedule_step``: the raw step counter, plus the steps skipped where a
+    ``LossScaleOptimizer`` counts batches).
 
     Schedules are evaluated once per step whichever groups use them (by identity:
     groups that share a schedule share its value), and a ``Constant`` multiplier is a
     Python number (no tensor operation)."""
 
     def __init__(self, optimizer, state: _State, base_lr):
-        step = _keras.step_variable(optimizer)
+        step = _keras.schedule_step(optimizer)
         values: dict[int, object] = {}
 
         def value(schedule):
@@ -549,6 +551,9 @@ class ScheduledOptimizer:
             return st.active_lr
         if st is not None and st.step is not None and st.step.base_lr is not None:
             return st.step.base_lr
+        rate = _keras.rate_of(self)
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            return rate(_keras.schedule_step(self))  # Keras's, at the schedules' step
         return super()._get_current_learning_rate()
 
     # ------------------------------------------------------------------ config
