@@ -245,6 +245,11 @@ def test_bad_input_is_refused_at_construction():
     with pytest.raises(ValueError, match=r"count='batches' needs a stepsched.optimizers "
                                          r"optimizer.*keras\..*SGD.*stepsched.optimizers.SGD"):
         so.LossScaleOptimizer(keras.optimizers.SGD(ss.Linear(0.1, 0.0, 10)), count="batches")
+    # a frozen group's bias correction restarts at its unfreezing update (the raw counter)
+    frozen = so.Adam(0.1, groups=[so.Group("head", frozen_until=4)])
+    with pytest.raises(ValueError, match=r"count='batches' with groups frozen_until a step \(head\)"):
+        so.LossScaleOptimizer(frozen, count="batches")
+    assert so.LossScaleOptimizer(frozen).count == "updates"
     # the default, Keras's behaviour, takes any optimizer
     assert so.LossScaleOptimizer(keras.optimizers.SGD(0.1)).count == "updates"
 

@@ -90,6 +90,13 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
                 "evaluates its schedule at its own update counter; wrap the stepsched one "
                 f"(stepsched.optimizers.{type(inner_optimizer).__name__}, same arguments), or "
                 "keep count='updates'")
+        groups = inner_optimizer._stepsched.groups if count == "batches" else None
+        frozen = [g.name for g in groups or () if g.frozen_until is not None]
+        if frozen:
+            raise ValueError(
+                f"count='batches' with groups frozen_until a step ({', '.join(frozen)}): a "
+                "group's bias correction restarts at its unfreezing update, which skipped "
+                "steps would put off; keep count='updates' with frozen groups")
         super().__init__(inner_optimizer, initial_scale=initial_scale,
                          dynamic_growth_steps=dynamic_growth_steps, name=name, **kwargs)
         self.count = count
