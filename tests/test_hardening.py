@@ -181,6 +181,7 @@ TABLE: dict[str, Case] = {
     "Planned": Case({"schedule": LIN},
                     _schedule("schedule") + _positive("steps_per_epoch", rate=False, none_ok=True)
                     + _positive("total_steps", rate=False, none_ok=True)
+                    + _positive("batch_size", rate=False, none_ok=True)
                     + [("schedule", ss.Linear(1.0, 0.0, ss.fraction(1.0))),  # unresolvable
                        ("previous", LIN), ("previous", "x"),
                        ("since", 3), ("policy", "continue")]),  # a change needs previous
