@@ -446,3 +446,51 @@ def test_torch_groups_in_one_fused_update_are_bit_equal_to_one_call_per_group(
 
     for a, b in zip(run(True), run(False), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's rates of all groups at once")
+@pytest.mark.parametrize("name", ["AdamW", "SGD"])
+def test_torch_rates_of_all_groups_from_one_look_up_are_bit_equal_to_one_per_group(
+        monkeypatch, name):
+    """On torch the groups' rates come from one look-up of their schedules' tables and one
+    product (``optimizers._torch_rates``): base-rate groups with multiplier schedules (one
+    shared), groups with a rate of their own (alone, times a constant), a multiplier that
+    reaches 0 (its gate), a frozen group and one with an open-ended multiplier (evaluated
+    on its own) give bit for bit the weights of each group's rate evaluated on its own."""
+    from stepsched.optimizers import core
+
+    shared = ss.Cosine(1.0, 0.1, TOTAL)
+
+    def run(together):
+        if not together:
+            monkeypatch.setattr(core, "_together", lambda *args: None)
+        keras.utils.set_random_seed(1)
+        inputs = keras.Input((4,))
+        h = inputs
+        for i in range(7):
+            h = keras.layers.Dense(4 if i < 6 else 1, name=f"d{i}")(h)
+        model = keras.Model(inputs, h)
+        opt = getattr(so, name)(ss.WarmupCosine(0.01, 4, TOTAL), weight_decay=0.05, groups=[
+            so.Group("g0", pattern="d0/*", multiplier=shared),
+            so.Group("g1", pattern="d1/*", multiplier=ss.Cosine(0.5, 0.05, TOTAL),
+                     weight_decay=0.2),
+            so.Group("g2", pattern="d2/*", learning_rate=ss.Linear(0.02, 0.001, TOTAL)),
+            so.Group("g3", pattern="d3/*", learning_rate=ss.Cosine(0.02, 0.0, TOTAL),
+                     multiplier=0.5),
+            so.Group("g4", pattern="d4/*", multiplier=ss.Linear(0.0, 1.0, 8)),
+            so.Group("g5", pattern="d5/*", multiplier=ss.Exponential(1.0, 0.9)),
+            so.Group("rest", multiplier=shared, frozen_until=6)])
+        model.compile(optimizer=opt, loss="mse", jit_compile=False)
+        x, y = _data()
+        _fit(model, x, y)
+        made = opt._stepsched.together
+        monkeypatch.undo()
+        return made, [keras.ops.convert_to_numpy(v) for v in model.weights + opt.variables]
+
+    made, weights = run(True)
+    assert made is not None and len(made.pairs) == 6  # all but g5's open-ended multiplier
+    assert len(made.stacked.values[0]) == 1 + 6  # the ones, and each distinct schedule
+    unmade, reference = run(False)
+    assert unmade is None
+    for a, b in zip(weights, reference, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -313,7 +313,7 @@ def test_torch_fused_update_at_a_rate_per_variable_is_kerass_per_rate(name, amsg
     shapes = [(3, 2), (2,), (4,)]
     start = [rng.normal(size=s).astype("float32") for s in shapes]
     grads = [torch.as_tensor(rng.normal(size=s).astype("float32")) for s in shapes]
-    rates = [torch.tensor(0.3), torch.tensor(0.007)]
+    rates = torch.tensor([0.3, 0.007])
 
     def optimizer():
         variables = [keras.Variable(w) for w in start]
@@ -324,7 +324,7 @@ def test_torch_fused_update_at_a_rate_per_variable_is_kerass_per_rate(name, amsg
 
     opt, variables = optimizer()
     for _ in range(3):
-        _keras.fused_update_rates(opt, grads, variables, [rates[0], rates[1], rates[0]])
+        _keras.fused_update_rates(opt, grads, variables, rates, [0, 1, 0])
     ref, ref_vars = optimizer()
     for _ in range(3):
         _keras.fused_update(ref, [grads[0], grads[2]], [ref_vars[0], ref_vars[2]], rates[0])

@@ -460,3 +460,24 @@ def test_with_schedule_and_resolve_share_the_state_without_building_another(monk
     assert all(c.plateau is scaled.plateau for c in copies)
     assert copies[1].arg("min_lr") == 0.1 and float(copies[0].at(0)) == 0.125
     assert float(copies[2].at(10)) == 0.25
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's tables")
+@pytest.mark.parametrize("inner", [ss.WarmupCosine(1e-3, 100, 1000),
+                                   ss.Warmup(10) >> ss.Exponential(1e-3, 0.99),
+                                   ss.OneCycle(1e-2, 500)], ids=repr)
+@pytest.mark.parametrize("min_lr", [0.0, 1e-5])
+def test_scaled_on_torch_reads_the_inner_table_and_is_bit_equal_to_at(inner, min_lr):
+    """On torch ``Scaled`` (plateau reduction) takes its schedule's value from the
+    schedule's float64 table and scales it on the device: bit-equal to ``at()``, before
+    and after the multiplier changes, past the table's end included."""
+    from stepsched.schedules import _torch_tables
+
+    s = Scaled(inner, multiplier=1.0, min_lr=min_lr)
+    steps = np.arange(1200)
+    for m in (1.0, 0.3, 0.01):
+        s.plateau.set(m)
+        step = torch.tensor(7)
+        assert _torch_tables.tabulated(s, step) is not None
+        got = np.array([s(torch.tensor(i)).item() for i in steps], np.float32)
+        np.testing.assert_array_equal(got, s.at(steps))

@@ -295,10 +295,10 @@ def per_variable_state(optimizer, variables: list) -> dict[int, list]:
 TORCH_FUSED_PER_VARIABLE_RATES = ("Adam", "AdamW")
 
 
-def fused_update_rates(optimizer, grads, variables, rates: list) -> None:
+def fused_update_rates(optimizer, grads, variables, rates, which: list) -> None:
     """Keras's fused torch Adam/AdamW update (``_parallel_update_step``) of ``variables``,
-    each at its own rate (``rates``: a 0-d tensor per variable, the same object for
-    variables at the same rate), in one pass of ``torch._foreach_*`` operations.
+    each at its own rate (``rates[which[i]]`` for ``variables[i]``; ``rates`` a 1-D
+    tensor), in one pass of ``torch._foreach_*`` operations.
 
     The operations are Keras's (keras/src/backend/torch/optimizers/torch_adam.py) with
     the scalar ``alpha`` replaced by one per variable, worked out as Keras does, element
@@ -314,14 +314,9 @@ def fused_update_rates(optimizer, grads, variables, rates: list) -> None:
         local_step = ops.cast(optimizer.iterations + 1, dtype)
         beta_1_power = ops.power(ops.cast(optimizer.beta_1, dtype), local_step)
         beta_2_power = ops.power(ops.cast(optimizer.beta_2, dtype), local_step)
-        distinct, slot = [], {}
-        for rate in rates:
-            if id(rate) not in slot:
-                slot[id(rate)] = len(distinct)
-                distinct.append(rate)
-        lr = torch.stack([ops.cast(r, dtype) for r in distinct])
-        alpha = (lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)).unbind()
-        alphas = [alpha[slot[id(r)]] for r in rates]
+        alpha = (ops.cast(rates, dtype) * ops.sqrt(1 - beta_2_power)
+                 / (1 - beta_1_power)).unbind()
+        alphas = [alpha[i] for i in which]
         index = optimizer._get_variable_index
         m_list = [optimizer._momentums[index(v)].value for v in keras_variables]
         v_list = [optimizer._velocities[index(v)].value for v in keras_variables]

@@ -21,11 +21,13 @@ from keras import ops
 
 from .. import _keras
 from ..durations import Duration, UnresolvedDurationError
+from ..schedules import _torch_tables
 from ..schedules.base import Schedule
 from ..schedules.batch import has_batch_units, resolve_batch
 from ..schedules.modifiers import modifiers, with_modifiers
 from ..schedules.planned import Planned, plan
 from ..schedules.primitives import Constant
+from . import _torch_rates
 from ._live import live
 from .groups import Group
 
@@ -91,6 +93,7 @@ class _State:
         self.active_lr = None             # a group's rate while its weight decay runs
         self.iteration_offset = None
         self.staged: dict = {}            # group name -> its rate inside the rate modifiers
+        self.together = None              # torch: _torch_rates.GroupRates of the groups
 
     def group_rate(self, optimizer, group):
         """The group's own rate inside the modifiers of the optimizer's rate (plateau,
@@ -107,7 +110,23 @@ class _State:
 
 
 class _GroupStep:
-    __slots__ = ("group", "rate", "gate", "hyper", "weight_decay", "offset")
+    __slots__ = ("group", "_rate", "vector", "index", "views", "gate", "hyper",
+                 "weight_decay", "offset")
+
+    @property
+    def rate(self):
+        """The group's rate at this step, a 0-d tensor (on torch, a view of the step's
+        vector of group rates, made when asked for: the fused update reads the vector)."""
+        if self._rate is None:
+            views = self.views
+            if self.index not in views:
+                views[self.index] = self.vector[self.index]
+            self._rate = views[self.index]
+        return self._rate
+
+    @rate.setter
+    def rate(self, value):
+        self._rate, self.vector = value, None
 
 
 class _Step:
@@ -117,7 +136,8 @@ class _Step:
 
     Schedules are evaluated once per step whichever groups use them (by identity:
     groups that share a schedule share its value), and a ``Constant`` multiplier is a
-    Python number (no tensor operation)."""
+    Python number (no tensor operation). On torch the groups' rates come from one
+    look-up where their schedules have tables (``_torch_rates``)."""
 
     def __init__(self, optimizer, state: _State, base_lr):
         step = _keras.schedule_step(optimizer)
@@ -141,39 +161,49 @@ class _Step:
         if not state.groups:
             return
         base = None
-        for group in state.groups:
+        together = _together(optimizer, state, step, base_lr)
+        views: dict = {}
+        for j, group in enumerate(state.groups):
             g = _GroupStep()
-            g.group = group
-            if group.learning_rate is not None:
-                own = state.group_rate(optimizer, group)
-                key = ("rate", id(own))
-                if key not in values:
-                    values[key] = ops.cast(value(own), "float32")
-                rate = values[key]
-            else:
-                if base is None:
-                    base = ops.cast(base_lr, "float32")
-                rate = base
+            g.group, g._rate, g.vector, g.views = group, None, None, views
             gate = None
-            if group.multiplier is not None:
-                if type(group.multiplier) is Constant and group.multiplier.arg("value") != 0:
-                    rate = rate * float(group.multiplier.arg("value"))
-                else:
-                    key = ("scaled", id(rate), id(group.multiplier))
+            if together is not None and together[0].index[j] is not None:
+                members, (looked_up, rates) = together
+                g.vector, g.index = rates, members.index[j]
+                if group.multiplier is not None and not _never_zero(group.multiplier):
+                    gate = ops.equal(looked_up[members.multiplier_index[j]], 0.0)
+            else:
+                if group.learning_rate is not None:
+                    own = state.group_rate(optimizer, group)
+                    key = ("rate", id(own))
                     if key not in values:
-                        multiplier = value(group.multiplier)
-                        values[key] = (rate * multiplier, None if _never_zero(
-                            group.multiplier) else ops.equal(multiplier, 0.0))
-                    rate, gate = values[key]
+                        values[key] = ops.cast(value(own), "float32")
+                    rate = values[key]
+                else:
+                    if base is None:
+                        base = ops.cast(base_lr, "float32")
+                    rate = base
+                if group.multiplier is not None:
+                    if type(group.multiplier) is Constant and \
+                            group.multiplier.arg("value") != 0:
+                        rate = rate * float(group.multiplier.arg("value"))
+                    else:
+                        key = ("scaled", id(rate), id(group.multiplier))
+                        if key not in values:
+                            multiplier = value(group.multiplier)
+                            values[key] = (rate * multiplier, None if _never_zero(
+                                group.multiplier) else ops.equal(multiplier, 0.0))
+                        rate, gate = values[key]
+                g.rate = rate
             g.offset = None
             if group.frozen_step is not None:
                 k = int(group.frozen_step)
                 frozen = ops.less(ops.convert_to_tensor(step), k)
                 gate = frozen if gate is None else ops.logical_or(gate, frozen)
-                rate = ops.where(frozen, ops.zeros_like(rate), rate)
+                g.rate = ops.where(frozen, ops.zeros_like(g.rate), g.rate)
                 accumulation = optimizer.gradient_accumulation_steps or 1
                 g.offset = k // accumulation
-            g.rate, g.gate = rate, gate
+            g.gate = gate
             g.hyper = {name: hyper(s) for name, s in group.hyperparameters.items()}
             if group.weight_decay is None:
                 g.weight_decay = "inherit"
@@ -182,6 +212,45 @@ class _Step:
             else:
                 g.weight_decay = hyper(group.weight_decay)
             self.groups.append(g)
+
+
+def _together(optimizer, state: _State, step, base_lr):
+    """torch: ``(GroupRates, its values at step)`` for the groups whose rates it gives
+    (``GroupRates.index[j]`` None for a group whose rate is evaluated on its own), or None
+    where no two groups' rates can be had together."""
+    if keras.backend.backend() != "torch" or not _torch_tables.TORCH_TABLES:
+        return None
+    step = _torch_tables.torch_step(step)
+    if step is None:
+        return None
+    pairs, members = [], []
+    for group in state.groups:
+        source = None if group.learning_rate is None else state.group_rate(optimizer, group)
+        pair = (source, group.multiplier)
+        if any(s is not None and _torch_rates.column(s) is None for s in pair):
+            members.append(None)
+            continue
+        members.append(len(pairs))
+        pairs.append(pair)
+    if len(pairs) < 2:
+        return None
+    made = state.together
+    if made is None or not made.same(pairs):
+        made = state.together = _torch_rates.GroupRates(pairs)
+    at = made(ops.cast(base_lr, "float32") if made.uses_base else None, step)
+    index = [None if m is None else made.index[m] for m in members]
+    multiplier_index = [None if m is None else made.multiplier_index[m] for m in members]
+    return _Members(index, multiplier_index), at
+
+
+class _Members:
+    """Per group (in the optimizer's order), where ``GroupRates`` puts its rate (``index``)
+    and its multiplier's value (``multiplier_index``); None for the others."""
+
+    __slots__ = ("index", "multiplier_index")
+
+    def __init__(self, index, multiplier_index):
+        self.index, self.multiplier_index = index, multiplier_index
 
 
 def _is_constant(schedule, *, nonzero: bool) -> bool:
@@ -602,12 +671,12 @@ class _TorchFused:
             elif merge and g.gate is None and g.offset is None and not g.hyper:
                 merged[0].extend(gs)
                 merged[1].extend(vs)
-                merged[2].extend([g.rate] * len(vs))
+                merged[2].extend([g] * len(vs))
             else:
                 self._in_group(g, vs, lambda g=g, gs=gs, vs=vs: _keras.fused_update(
                     self, gs, vs, g.rate))
         if merged[1]:
-            _keras.fused_update_rates(self, *merged)
+            _keras.fused_update_rates(self, merged[0], merged[1], *_rate_vector(merged[2]))
 
     def _apply_weight_decay(self, variables):
         # Keras's torch weight decay (``variable *= 1 - weight_decay * rate``) for every
@@ -615,7 +684,6 @@ class _TorchFused:
         st = self._stepsched
         if st.step is None or not st.step.groups:
             return super()._apply_weight_decay(variables)
-        import torch
 
         members: dict[int, list] = {}
         for v in variables:
@@ -625,16 +693,17 @@ class _TorchFused:
             g = st.step.groups[index]
             wd = self.weight_decay if isinstance(g.weight_decay, str) else g.weight_decay
             if wd is not None:
-                decays[index] = (wd, g.rate)
+                decays[index] = (wd, g)
         if not decays:
             return
         wds = {id(wd) for wd, _ in decays.values()}
         if len(wds) == 1 and len(decays) > 1:  # one weight decay: the factors in one pass
             wd = next(iter(decays.values()))[0]
-            factors = dict(zip(decays, (1 - wd * torch.stack(
-                [rate for _, rate in decays.values()])).unbind(), strict=True))
+            rates, which = _rate_vector([g for _, g in decays.values()])
+            factors = (1 - wd * rates).unbind()
+            factors = {index: factors[i] for index, i in zip(decays, which, strict=True)}
         else:
-            factors = {index: 1 - wd * rate for index, (wd, rate) in decays.items()}
+            factors = {index: 1 - wd * g.rate for index, (wd, g) in decays.items()}
         tensors, scales = [], []
         for index, factor in factors.items():
             for v in members[index]:
@@ -655,6 +724,23 @@ class _TorchFused:
             update()
             for value, old in zip(values, before, strict=True):
                 torch.where(gate, old, value, out=value)
+
+
+def _rate_vector(groups: list) -> tuple:
+    """torch: ``(rates, which)``, a 1-D tensor holding the rates of ``groups`` (``_GroupStep``
+    objects, repeats allowed) and where each one's is in it: the step's vector of group
+    rates where they all come from it, else their distinct rates stacked."""
+    vector = groups[0].vector
+    if vector is not None and all(g.vector is vector for g in groups):
+        return vector, [g.index for g in groups]
+    import torch
+
+    distinct, slot = [], {}
+    for g in groups:
+        if id(g.rate) not in slot:
+            slot[id(g.rate)] = len(distinct)
+            distinct.append(g.rate)
+    return torch.stack(distinct), [slot[id(g.rate)] for g in groups]
 
 
 def scheduled_values(optimizer, step: int, rate: float | None = None) -> dict[str, float]:
