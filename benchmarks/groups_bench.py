@@ -27,6 +27,8 @@ Each repeat times a block of updates of every variant in a fresh random
 order (paired repeats); a variant's ratio is its time over its baseline's
 (or its 1-group variant's) in the same repeat. The table gives the median
 and quartiles of those per-repeat ratios, and the minimum and median time.
+On torch it also counts the operations one update runs (``aten::`` events
+under the torch profiler): a number that does not depend on the machine.
 """
 
 from __future__ import annotations
@@ -247,6 +249,18 @@ def time_paired(fns: dict, calls: int, repeats: int, rng: random.Random) -> dict
     return times
 
 
+def aten_ops(fn, calls: int = 5) -> float:
+    """torch: the operations one call runs (``aten::`` events under the torch profiler, the
+    nested ones included), a count that does not depend on the machine."""
+    from torch.profiler import profile
+
+    fn()
+    with profile() as prof:
+        for _ in range(calls):
+            fn()
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::")) / calls
+
+
 def run_backend(cfg: dict) -> dict:
     import keras
     import numpy as np
@@ -282,6 +296,8 @@ def run_backend(cfg: dict) -> dict:
                           "us_median": 1e6 * float(np.median(t)),
                           "x_baseline": spread(t / times[base]),
                           "x_one_group": spread(t / times[f"{family}_1"])}
+            if backend == "torch":
+                rows[name]["aten_ops"] = aten_ops(fns[name])
     return {"backend": backend, "config": cfg, "rows": rows,
             "times_s": {k: v.tolist() for k, v in times.items()}}
 
@@ -301,8 +317,8 @@ def table(results: dict) -> str:
     fam = {"stepsched": "stepsched", "torch": "PyTorch AdamW + LambdaLR",
            "optax": "optax multi_transform"}
     lines = ["| backend | optimizer | baseline µs, min (median) | 1 group: x baseline | "
-             "16 groups: x baseline | 16 groups: x 1 group |",
-             "|---|---|---:|---:|---:|---:|"]
+             "16 groups: x baseline | 16 groups: x 1 group | torch ops: baseline / 1 / 16 |",
+             "|---|---|---:|---:|---:|---:|---:|"]
 
     def cell(s):
         return f"{s['median']:.2f} [{s['q1']:.2f}–{s['q3']:.2f}]"
@@ -315,9 +331,12 @@ def table(results: dict) -> str:
             base = next(r for n, r in rows.items() if r["family"] == family
                         and n.endswith("constant"))
             one, many = rows[f"{family}_1"], rows[f"{family}_{GROUPS[-1]}"]
+            counts = " / ".join(f"{r['aten_ops']:,.0f}" for r in (base, one, many)) \
+                if "aten_ops" in base else "—"
             lines.append(f"| {backend} | {fam[family]} | {base['us_min']:,.0f} "
                          f"({base['us_median']:,.0f}) | {cell(one['x_baseline'])} | "
-                         f"{cell(many['x_baseline'])} | {cell(many['x_one_group'])} |")
+                         f"{cell(many['x_baseline'])} | {cell(many['x_one_group'])} | "
+                         f"{counts} |")
     return "\n".join(lines)
 
 
