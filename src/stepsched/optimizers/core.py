@@ -94,6 +94,7 @@ class _State:
         self.iteration_offset = None
         self.staged: dict = {}            # group name -> its rate inside the rate modifiers
         self.together = None              # torch: _torch_rates.GroupRates of the groups
+        self.layout = None                # torch: the groups' positions in the variables
 
     def group_rate(self, optimizer, group):
         """The group's own rate inside the modifiers of the optimizer's rate (plateau,
@@ -653,12 +654,8 @@ class _TorchFused:
         if not st.step.groups:
             update = _keras.per_variable_update if tensors & numbers else _keras.fused_update
             return update(self, grads, trainable_variables, learning_rate)
-        members: dict[int, tuple[list, list]] = {}
-        for grad, v in zip(grads, trainable_variables, strict=True):
-            gs, vs = members.setdefault(st.group_of_index[_keras.variable_index(self, v)],
-                                        ([], []))
-            gs.append(grad)
-            vs.append(v)
+        members = {index: ([grads[i] for i in at], [trainable_variables[i] for i in at])
+                   for index, (at, _) in self._layout(trainable_variables).items()}
         # groups that differ only in their rate: one fused update at a rate per variable,
         # where Keras's fused update is one stepsched runs so (Adam, AdamW)
         merge = self._keras_class().__name__ in _keras.TORCH_FUSED_PER_VARIABLE_RATES \
@@ -684,12 +681,9 @@ class _TorchFused:
         st = self._stepsched
         if st.step is None or not st.step.groups:
             return super()._apply_weight_decay(variables)
-
-        members: dict[int, list] = {}
-        for v in variables:
-            members.setdefault(st.group_of_index[_keras.variable_index(self, v)], []).append(v)
+        layout = self._layout(variables)
         decays = {}
-        for index in members:
+        for index in layout:
             g = st.step.groups[index]
             wd = self.weight_decay if isinstance(g.weight_decay, str) else g.weight_decay
             if wd is not None:
@@ -706,12 +700,28 @@ class _TorchFused:
             factors = {index: 1 - wd * g.rate for index, (wd, g) in decays.items()}
         tensors, scales = [], []
         for index, factor in factors.items():
-            for v in members[index]:
-                if _keras.uses_weight_decay(self, v):
-                    tensors.append(v.value)
-                    scales.append(factor)
+            for i in layout[index][1]:
+                tensors.append(variables[i].value)
+                scales.append(factor)
         if tensors:
             _keras.torch_scale(tensors, scales)
+
+    def _layout(self, variables: list) -> dict[int, tuple[list, list]]:
+        """Group index -> the positions in ``variables`` of its variables, and of those the
+        optimizer decays; worked out once per list of variables (the optimizer holds its
+        variables, so their ids stay theirs; which ones it decays is fixed once built)."""
+        st = self._stepsched
+        key = (id(st.group_of_index), *map(id, variables))
+        if st.layout is None or st.layout[0] != key:
+            out: dict[int, tuple[list, list]] = {}
+            for i, v in enumerate(variables):
+                at, decayed = out.setdefault(
+                    st.group_of_index[_keras.variable_index(self, v)], ([], []))
+                at.append(i)
+                if _keras.uses_weight_decay(self, v):
+                    decayed.append(i)
+            st.layout = (key, out)
+        return st.layout[1]
 
     def _held(self, gate, state: list, update) -> None:
         # the same as the Keras-ops version, on the torch tensors (without Keras's per-call

@@ -147,8 +147,10 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
     @property
     def is_symbolic(self) -> bool:
-        """True if any duration is in epochs or as a fraction of the run."""
-        return any(_is_symbolic(v) for v in self._args.values())
+        """True if any duration is in epochs or as a fraction of the run (worked out once:
+        the optimizer asks at every update)."""
+        return self.cached("is_symbolic",
+                           lambda: any(_is_symbolic(v) for v in self._args.values()))
 
     # ----------------------------------------------------------- resolution
     def resolve(self, steps_per_epoch: float | None = None,
