@@ -290,6 +290,8 @@ class ScheduledOptimizer:
 
     #: hyperparameters this optimizer can schedule (set per class)
     hyperparameter_names: tuple[str, ...] = ()
+    #: the public Keras class it is (set per class)
+    _keras_base: type = None
 
     def __init__(self, *args, groups=None, **kwargs):
         base = self._keras_class()
@@ -324,7 +326,10 @@ class ScheduledOptimizer:
     @classmethod
     def _keras_class(cls) -> type:
         """The public Keras class (``keras.optimizers.Adam``), also where the class is built
-        on Keras's fused torch implementation of it."""
+        on Keras's fused torch implementation of it (set by ``_make``: asked at every
+        update)."""
+        if cls._keras_base is not None:
+            return cls._keras_base
         return next(c for c in cls.__mro__[1:] if c.__module__.startswith("keras.")
                     and getattr(keras.optimizers, c.__name__, None) is c)
 
@@ -801,7 +806,8 @@ def _make(base: type) -> type:
         _TorchFused, ScheduledOptimizer, fused)
     cls = type(base.__name__, bases,
                {"__module__": "stepsched.optimizers", "__doc__": doc,
-                "__qualname__": base.__name__, "hyperparameter_names": names})
+                "__qualname__": base.__name__, "hyperparameter_names": names,
+                "_keras_base": base})
     return keras.saving.register_keras_serializable(package="stepsched",
                                                     name=base.__name__)(cls)
 
