@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import stepsched as ss
-from tests.conftest import graph_values
+from tests.conftest import BACKEND, graph_values
 
 STEPS = np.arange(0, 400)
 
@@ -398,3 +398,35 @@ def test_unknown_and_wrong_typed_config_keys():
         ss.Linear.from_config({"start": "1.0", "end": 0.0, "duration": 5})
     with pytest.raises(TypeError, match="config must be a dict"):
         ss.Linear.from_config([1, 2])
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's tables")
+@pytest.mark.parametrize("schedule,periodic", [
+    (ss.Restarts(ss.Cosine(1e-3, 1e-5, 500)), True),
+    (ss.Restarts(ss.Cosine(1e-3, 1e-5, 500)) * 0.5, True),
+    (ss.Cyclic(1e-4, 1e-2, 200, 300), True),
+    (ss.Cyclic(1e-4, 1e-2, 200.5), True),  # a whole period of 401 steps
+    (ss.Cyclic(1e-4, 1e-2, 200, mode="exp_range", gamma=1.0), True),
+    (ss.Warmup(100) >> ss.Restarts(ss.Cosine(1e-3, 1e-5, 500)), True),
+    (ss.Cyclic(1e-4, 1e-2, 200, mode="triangular2"), False),
+    (ss.Restarts(ss.Cosine(1e-3, 1e-5, 500), scale=0.9), False),
+    (ss.Restarts(ss.Cosine(1e-3, 1e-5, 100.5)), False),
+    (ss.Warmup(100.5) >> ss.Restarts(ss.Cosine(1e-3, 1e-5, 500)), False),
+], ids=repr)
+def test_torch_reads_a_periodic_schedule_from_one_period_of_its_table(schedule, periodic):
+    """On torch a schedule whose values repeat every whole number of steps for ever (an
+    open-ended ``Restarts`` of the piece itself, a ``triangular`` ``Cyclic``, also after
+    a warmup of whole steps) reads one period of its table at the step's place in its
+    period, instead of running the formula: bit-equal to ``at()`` up to ``2**31 - 1``."""
+    import torch
+
+    from stepsched.schedules import _torch_tables
+
+    entry = _torch_tables._entry(schedule)  # (values, tail, offset, (start, period))
+    assert (entry is not None and entry[3] is not None) is periodic
+    steps = np.concatenate([np.arange(2100), [2**31 - 1, 2**31 - 500, 10**9 + 7]])
+    got = np.array([schedule(torch.tensor(int(s))).item() for s in steps], np.float32)
+    if periodic:
+        np.testing.assert_array_equal(got, schedule.at(steps))
+    else:
+        np.testing.assert_allclose(got, schedule.at(steps), rtol=1e-6, atol=1e-12)

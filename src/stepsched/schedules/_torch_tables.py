@@ -22,8 +22,10 @@ TABLE_MAX = 2**20  # entries (4 MB of float32 per schedule on the device)
 
 
 def _split_tail(schedule):
-    """``(T, tail, offset)``: steps below ``T`` come from a table; from ``T`` on the value is
-    ``tail`` at local step ``step - offset`` (``tail`` None: the value at ``T`` holds)."""
+    """``(T, tail, offset, repeat)``: steps up to ``T`` come from a table; from ``T`` on the
+    value is ``tail`` at local step ``step - offset`` (``tail`` None: the value at ``T``
+    holds), or, where ``repeat`` is ``(start, period)``, the table's value at the step
+    ``period`` steps back, as often as it takes to be below ``start + period``."""
     from .compose import Sequence
     from .planned import Planned
 
@@ -33,27 +35,37 @@ def _split_tail(schedule):
         after = schedule.constant_after  # not duration: a changed plan goes on past its end
         if after is None or not math.isfinite(after):
             return None
-        return math.ceil(after), None, 0.0
+        return math.ceil(after), None, 0.0, None
+    period = _whole(schedule.period)
+    if period is not None:
+        return period - 1, None, 0.0, (0, period)
     if isinstance(schedule, Sequence) and schedule.arg("relative") and \
             len(schedule.arg("pieces")) > 1:
-        start = schedule._starts()[-1]
-        return math.ceil(start), schedule.arg("pieces")[-1], start
+        start, tail = schedule._starts()[-1], schedule.arg("pieces")[-1]
+        period = _whole(tail.period)
+        if period is not None and _whole(start) is not None:
+            return int(start) + period - 1, None, 0.0, (int(start), period)
+        return math.ceil(start), tail, start, None
     return None
 
 
+def _whole(x) -> int | None:
+    return int(x) if x is not None and math.isfinite(x) and x == int(x) and x >= 1 else None
+
+
 def _host_table(schedule, dtype=np.float32):
-    """``(values, tail, offset)``: the values at the steps before the tail (float32, as
-    ``at()`` gives them, or float64, the host's numbers before that rounding), or None."""
+    """``(values, tail, offset, repeat)``: the values at the steps before the tail (float32,
+    as ``at()`` gives them, or float64, the host's numbers before that rounding), or None."""
     if reads_variables(schedule):
         return None
     split = _split_tail(schedule)
     if split is None or split[0] + 1 > TABLE_MAX:
         return None
-    n, tail, offset = split
+    n, tail, offset, repeat = split
     steps = np.arange(n + 1, dtype=np.float64)
     values = schedule.at(steps) if dtype == np.float32 else \
         np.broadcast_to(schedule._eval(steps, Host), steps.shape)
-    return np.array(values, dtype), tail, offset
+    return np.array(values, dtype), tail, offset, repeat
 
 
 def _entry(schedule, dtype=np.float32):
@@ -64,7 +76,8 @@ def final_table(schedule):
     """The schedule's host table (float32, the values at steps 0, 1, ...) where its value
     holds from the table's last step on (no formula beyond it), else None."""
     entry = _entry(schedule)
-    return None if entry is None or entry[1] is not None else entry[0]
+    return None if entry is None or entry[1] is not None or entry[3] is not None \
+        else entry[0]
 
 
 def torch_step(step):
@@ -130,11 +143,17 @@ def _look_up(schedule, dtype, step):
         return None
     import torch
 
-    values, tail, offset = entry
+    values, tail, offset, repeat = entry
     device = step.device
     table = schedule.cached(("torch-table", dtype, device),
                             lambda: torch.as_tensor(values, device=device))
     last = len(values) - 1
+    if repeat is not None:  # the step within the first period
+        start, period = repeat
+        index = torch.remainder(step, period) if start == 0 else \
+            step - period * torch.div(torch.clamp(step - start, min=0), period,
+                                      rounding_mode="floor")
+        return torch.take(table, torch.clamp(index, min=0).long())  # table[i] would sync
     value = torch.take(table, torch.clamp(step, 0, last).long())  # table[i] would sync
     if tail is None:
         return value

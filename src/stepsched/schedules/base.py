@@ -146,6 +146,12 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         return self.duration if self.is_finite else None
 
     @property
+    def period(self) -> float | None:
+        """The number of steps after which the values repeat exactly, for ever (None: they
+        do not, or it is not known). Read by torch's tables, which then keep one period."""
+        return None
+
+    @property
     def is_symbolic(self) -> bool:
         """True if any duration is in epochs or as a fraction of the run (worked out once:
         the optimizer asks at every update)."""

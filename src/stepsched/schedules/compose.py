@@ -275,6 +275,15 @@ class Restarts(Schedule):
     def is_finite(self) -> bool:
         return self._args["limit"] is not None
 
+    @property
+    def period(self):
+        """The piece's duration where every cycle is the piece itself (``period_mult`` and
+        ``scale`` 1, no ``limit``)."""
+        if self.arg("period_mult") == 1.0 and self.arg("scale") == 1.0 and \
+                self.arg("limit") is None:
+            return self.arg("piece").duration
+        return None
+
     def _constants(self) -> tuple:
         piece = self.arg("piece")
         return (piece, piece.duration, self.arg("period_mult"), self.arg("scale"),
@@ -375,6 +384,10 @@ class Wrapper(Schedule):
     @property
     def is_finite(self) -> bool:
         return self.arg("schedule").is_finite
+
+    @property
+    def period(self):
+        return self.arg("schedule").period
 
     def transform(self, value, xp):
         raise NotImplementedError

@@ -203,6 +203,16 @@ class Cyclic(Schedule):
                          down=duration_arg("down", down, allow_none=True),
                          mode=_validate.choice("mode", mode, self.MODES), gamma=gamma)
 
+    @property
+    def period(self):
+        """``up + down`` where every cycle is the first (``triangular``, or ``exp_range``
+        with ``gamma`` 1)."""
+        if self.arg("mode") == "triangular" or self.arg("gamma") == 1.0 and \
+                self.arg("mode") == "exp_range":
+            return self.arg("up") + (self.arg("up") if self.arg("down") is None
+                                     else self.arg("down"))
+        return None
+
     def _formula(self, t, xp):
         low, high, mode = self.arg("low"), self.arg("high"), self.arg("mode")
         up = self.arg("up")
