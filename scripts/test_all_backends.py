@@ -45,9 +45,13 @@ def main() -> int:
             env = dict(os.environ, KERAS_BACKEND=backend, PYTHONHASHSEED="0",
                        TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg", STEPSCHED_TESTS=tests)
             start = time.time()
-            # two workers: the machines this runs on have two cores
+            # two workers: the machines this runs on have two cores. worksteal: each worker
+            # starts on a contiguous half of the tests (a module's tests, and what they share,
+            # stay together) and an idle one takes half of the other's remaining tests, so
+            # neither waits at the end while the other works through a queue
             code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                    "-n", str(args.workers), f"--junitxml={xml}", *pytest_args],
+                                    "-n", str(args.workers), "--dist", "worksteal",
+                                    f"--junitxml={xml}", *pytest_args],
                                    cwd=ROOT, env=env)
             print(f"== {backend}: exit {code} in {time.time() - start:.0f}s", flush=True)
             if code == 5 and tests == "backend":

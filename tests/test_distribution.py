@@ -1,7 +1,7 @@
 """Under data parallelism the schedule sees the global step, not a per-replica count.
 
-Devices must be configured before the backend initialises, so each case runs
-a small script in a fresh interpreter: two logical CPU devices with
+Devices must be configured before the backend initialises, so the probes run
+in a fresh interpreter (one for both, read by both tests): two logical CPU devices with
 ``tf.distribute.MirroredStrategy`` on TensorFlow, two host devices with
 ``keras.distribution.DataParallel`` on JAX.
 
@@ -17,6 +17,8 @@ and with SGD each kernel follows ``v_t = m_t v_(t-1) - r_t``, ``w_t = w_(t-1) + 
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import subprocess
@@ -120,9 +122,7 @@ def run(spe):
              "iterations": int(np.asarray(model.optimizer.iterations))}}
 """
 
-MAIN = """
-print(json.dumps({str(spe): run(spe) for spe in SPES}))
-"""
+PROBES = {"onehot": ONEHOT_PROBE, "momentum": MOMENTUM_PROBE}
 
 ENV = {"tensorflow": {"KERAS_BACKEND": "tensorflow"},
        "jax": {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}}
@@ -131,13 +131,23 @@ distributed = pytest.mark.skipif(
     BACKEND not in SETUP, reason="tf.distribute (TensorFlow) or keras.distribution (JAX)")
 
 
-def run_script(probe: str) -> dict:
-    code = "".join(textwrap.dedent(part) for part in (PRELUDE, SETUP[BACKEND], probe, MAIN))
+@functools.cache
+def _all_runs() -> dict:
+    """Both probes, one after the other in one fresh interpreter (each defines its own
+    ``build`` and ``run``): probe name -> steps_per_execution -> run."""
+    parts = [PRELUDE, SETUP[BACKEND], "OUT = {}\n"]
+    for name, probe in PROBES.items():
+        parts += [probe, f"OUT[{name!r}] = {{str(spe): run(spe) for spe in SPES}}\n"]
+    code = "".join(textwrap.dedent(part) for part in (*parts, "print(json.dumps(OUT))\n"))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **ENV[BACKEND]},
                             cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_script(probe: str) -> dict:
+    runs = copy.deepcopy(_all_runs()[probe])
     assert set(runs) == {"tensorflow": {"1"}, "jax": {"1", "4"}}[BACKEND]
     for run in runs.values():
         assert run["replicas"] == 2
@@ -147,7 +157,7 @@ def run_script(probe: str) -> dict:
 
 @distributed
 def test_data_parallel_rate_uses_the_global_step():
-    for run in run_script(ONEHOT_PROBE).values():
+    for run in run_script("onehot").values():
         np.testing.assert_allclose(run["rates"], SCHEDULE.at(range(N)), rtol=RTOL)
 
 
@@ -170,7 +180,7 @@ def momentum_probe_weights() -> np.ndarray:
 @distributed
 def test_data_parallel_hyperparameter_and_group_schedules_use_the_global_step():
     want = momentum_probe_weights()
-    for spe, run in run_script(MOMENTUM_PROBE).items():
+    for spe, run in run_script("momentum").items():
         seen = np.asarray(run["seen"])
         steps = seen[:, 0].astype(int)
         np.testing.assert_array_equal(steps, np.arange(int(spe), N + 1, int(spe)))
