@@ -132,22 +132,28 @@ distributed = pytest.mark.skipif(
 
 
 @functools.cache
-def _all_runs() -> dict:
-    """Both probes, one after the other in one fresh interpreter (each defines its own
-    ``build`` and ``run``): probe name -> steps_per_execution -> run."""
-    parts = [PRELUDE, SETUP[BACKEND], "OUT = {}\n"]
-    for name, probe in PROBES.items():
-        parts += [probe, f"OUT[{name!r}] = {{str(spe): run(spe) for spe in SPES}}\n"]
+def _runs(*probes: str) -> tuple[dict, ...]:
+    """The runs of each probe (steps_per_execution -> run), the probes one after the other
+    in one fresh interpreter (each defines its own ``build`` and ``run``)."""
+    parts = [PRELUDE, SETUP[BACKEND], "OUT = []\n"]
+    for probe in probes:
+        parts += [probe, "OUT.append({str(spe): run(spe) for spe in SPES})\n"]
     code = "".join(textwrap.dedent(part) for part in (*parts, "print(json.dumps(OUT))\n"))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **ENV[BACKEND]},
                             cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def run_script(probe: str) -> dict:
-    runs = copy.deepcopy(_all_runs()[probe])
+    """The runs of ``probe``: a name in PROBES (this module's probes share one interpreter,
+    read by both tests) or a probe's code (an interpreter of its own)."""
+    if probe in PROBES:
+        runs = _runs(*PROBES.values())[list(PROBES).index(probe)]
+    else:
+        runs = _runs(probe)[0]
+    runs = copy.deepcopy(runs)
     assert set(runs) == {"tensorflow": {"1"}, "jax": {"1", "4"}}[BACKEND]
     for run in runs.values():
         assert run["replicas"] == 2
