@@ -9,7 +9,9 @@ Each backend's per-evaluation benchmark (``eval_bench.py``: one schedule
 evaluation beside Keras's, µs, graph operations, host syncs) and training
 benchmark (``train_bench.py``) run in their own subprocesses with
 ``KERAS_BACKEND`` set; host evaluation against optax and
-torch runs in one more (``host_bench.py``). The parent collects their JSON,
+torch runs in one more (``host_bench.py``). ``--quick`` (a smoke run) runs each
+backend's workers one after the other in one subprocess (``quick_worker.py``; host
+evaluation in JAX's), one interpreter start-up per backend. The parent collects their JSON,
 adds machine information, writes ``benchmarks/results/<backend-or-all>.json``
 (``-quick`` appended for ``--quick``), prints Markdown tables with PASS/MISS
 per target, and with ``--write-readme`` puts the tables into README.md between
@@ -98,25 +100,45 @@ def machine_info() -> dict:
 
 def run_worker(script: str, backend: str, quick: bool) -> dict:
     """Run one worker in a subprocess; its JSON, or ``{"error": ...}``."""
+    return run_workers([script], backend, quick)[0]
+
+
+def run_workers(scripts: list[str], backend: str, quick: bool) -> list[dict]:
+    """Run workers in one subprocess: one worker as itself, several (quick mode) through
+    ``quick_worker.py``, one after the other; each one's JSON, or ``{"error": ...}``."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
                JAX_PLATFORMS="cpu", PYTHONHASHSEED="0", **SINGLE_THREAD)
+    name = " + ".join(scripts)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(HERE / script), str(out)] + (["--quick"] if quick else [])
+        outs = [Path(tmp) / f"{Path(script).stem}.json" for script in scripts]
+        if len(scripts) == 1:
+            cmd = [sys.executable, str(HERE / scripts[0]), str(outs[0])]
+            cmd += ["--quick"] if quick else []
+        else:
+            assert quick, "several workers share a process in quick mode only"
+            cmd = [sys.executable, str(HERE / "quick_worker.py")]
+            cmd += [f"{script}={out}" for script, out in zip(scripts, outs, strict=True)]
         t0 = time.time()
         proc = subprocess.run(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         wall = time.time() - t0
         progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
-        if proc.returncode != 0 or not out.exists():
-            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-            print(f"{script} ({backend}) failed with exit {proc.returncode}:\n{tail}",
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        if proc.returncode != 0:
+            print(f"{name} ({backend}) failed with exit {proc.returncode}:\n{tail}",
                   file=sys.stderr)
-            return {"error": f"exit {proc.returncode}", "stderr_tail": tail, "wall_s": wall}
-        result = json.loads(out.read_text())
-    print(f"  {script} ({backend}) done in {wall:.0f} s ({len(progress)} parts)",
-          file=sys.stderr, flush=True)
-    result["process_wall_s"] = wall
-    return result
+        results = []
+        for out in outs:
+            if proc.returncode != 0 or not out.exists():
+                results.append({"error": f"exit {proc.returncode}", "stderr_tail": tail,
+                                "wall_s": wall})
+                continue
+            result = json.loads(out.read_text())
+            result["process_wall_s"] = wall
+            results.append(result)
+    if proc.returncode == 0:
+        print(f"  {name} ({backend}) done in {wall:.0f} s ({len(progress)} parts)",
+              file=sys.stderr, flush=True)
+    return results
 
 
 def write_readme(markdown: str, readme: Path = ROOT / "README.md") -> None:
@@ -148,13 +170,30 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     results = {"quick": args.quick, "machine": machine_info(), "eval": {}, "backends": {},
                "host": None}
-    for backend in backends:
-        print(f"== per-evaluation cost, KERAS_BACKEND={backend}", file=sys.stderr, flush=True)
-        results["eval"][backend] = run_worker("eval_bench.py", backend, args.quick)
-    for backend in backends:
-        print(f"== training benchmarks, KERAS_BACKEND={backend}", file=sys.stderr, flush=True)
-        results["backends"][backend] = run_worker("train_bench.py", backend, args.quick)
-    if not args.skip_host:
+    host_done = args.skip_host
+    if args.quick:  # a smoke run: each backend's workers share one process (quick_worker.py)
+        for backend in backends:
+            scripts = ["eval_bench.py", "train_bench.py"]
+            if backend == "jax" and not host_done:  # host_bench runs on JAX
+                scripts.append("host_bench.py")
+                host_done = True
+            print(f"== per-evaluation cost and training benchmarks"
+                  f"{', host evaluation' if len(scripts) == 3 else ''}, KERAS_BACKEND={backend}",
+                  file=sys.stderr, flush=True)
+            out = run_workers(scripts, backend, quick=True)
+            results["eval"][backend], results["backends"][backend] = out[:2]
+            if len(out) == 3:
+                results["host"] = out[2]
+    else:
+        for backend in backends:
+            print(f"== per-evaluation cost, KERAS_BACKEND={backend}", file=sys.stderr,
+                  flush=True)
+            results["eval"][backend] = run_worker("eval_bench.py", backend, args.quick)
+        for backend in backends:
+            print(f"== training benchmarks, KERAS_BACKEND={backend}", file=sys.stderr,
+                  flush=True)
+            results["backends"][backend] = run_worker("train_bench.py", backend, args.quick)
+    if not host_done:
         print("== host evaluation (stepsched, optax, torch)", file=sys.stderr, flush=True)
         results["host"] = run_worker("host_bench.py", "jax", args.quick)
     results["machine"]["load_after"] = _load()
