@@ -44,6 +44,13 @@ def main() -> int:
             xml = Path(tmp) / f"{backend}.xml"
             env = dict(os.environ, KERAS_BACKEND=backend, PYTHONHASHSEED="0",
                        TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg", STEPSCHED_TESTS=tests)
+            # JAX's compilation cache, new for this run: the many tests that build the same
+            # small model and optimizer compile it once (XLA's executable for the same
+            # program, read back instead of compiled again), whichever worker, pass or
+            # subprocess compiled it first
+            env.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tmp) / "jax-cache"))
+            env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+            env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
             start = time.time()
             # two workers: the machines this runs on have two cores. worksteal: each worker
             # starts on a contiguous half of the tests (a module's tests, and what they share,

@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -37,16 +38,35 @@ EVAL_ROWS = {"seed", "warmup_cosine", "one_cycle", "sequence", "restarts", "piec
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "quick.json"
-    # host evaluation (NumPy vs optax vs torch) does not depend on the backend: run it once
-    host = [] if BACKEND == "jax" else ["--skip-host"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--backends",
-                           BACKEND, "--out", str(out), *host],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text()), proc.stdout
+def quick_run(tmp_path_factory, worker_id):
+    """The quick benchmark run, once a session: the first pytest-xdist worker here runs it,
+    one that needs it too (the module's tests split between workers) waits for its files."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the session's folder, above each worker's own
+    folder = shared / "bench-quick"
+    out, status = folder / "quick.json", folder / "status.json"
+    try:
+        folder.mkdir()  # atomic: only one worker gets to make it
+    except FileExistsError:
+        deadline = time.monotonic() + 660
+        while not status.exists():
+            assert time.monotonic() < deadline, "the quick run of another worker never ended"
+            time.sleep(0.5)
+    else:
+        # host evaluation (NumPy vs optax vs torch) does not depend on the backend: run it once
+        host = [] if BACKEND == "jax" else ["--skip-host"]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--backends",
+                               BACKEND, "--out", str(out), *host],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        written = folder / "status.tmp"
+        written.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout,
+                                       "stderr_tail": proc.stderr[-3000:]}))
+        written.rename(status)  # atomic: a waiting worker reads all of it or nothing
+    run = json.loads(status.read_text())
+    assert run["returncode"] == 0, run["stderr_tail"]
+    return json.loads(out.read_text()), run["stdout"]
 
 
 def test_machine_info(quick_run):
