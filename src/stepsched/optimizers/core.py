@@ -216,9 +216,10 @@ class _Step:
 
 
 def _together(optimizer, state: _State, step, base_lr):
-    """torch: ``(GroupRates, its values at step)`` for the groups whose rates it gives
-    (``GroupRates.index[j]`` None for a group whose rate is evaluated on its own), or None
-    where no two groups' rates can be had together."""
+    """torch: ``(members, (values, rates))``: ``GroupRates`` called at ``step``, and per
+    group where it puts the group's rate and multiplier (``_Members``; None for a group
+    whose rate is evaluated on its own), or None where no two groups' rates can be had
+    together."""
     if keras.backend.backend() != "torch" or not _torch_tables.TORCH_TABLES:
         return None
     step = _torch_tables.torch_step(step)
