@@ -267,6 +267,8 @@ def _evaluations(layers: int) -> int:
                  weight_decay=_Counted(0.01)),
         so.Group("late", learning_rate=_Counted(0.02))])
     model.compile(optimizer=opt, loss="mse", jit_compile=False)
+    opt.build(model.trainable_variables)  # on torch, one evaluation of each, made eagerly
+    _Counted.calls = 0
     x = np.ones((8, 4), "float32")
     model.fit(x, x, batch_size=4, verbose=0)  # two steps
     return _Counted.calls
@@ -412,6 +414,8 @@ def test_groups_that_share_a_schedule_evaluate_it_once_per_step():
                                           learning_rate=rate) for i in range(3)]
                    + [so.Group("rest", multiplier=shared)])
     model.compile(optimizer=opt, loss="mse", jit_compile=False)
+    opt.build(model.trainable_variables)  # on torch, one evaluation of each, made eagerly
+    _Counted.calls = 0
     x = np.ones((8, 4), "float32")
     model.fit(x, x, batch_size=4, verbose=0)  # two steps
     # the rate and the multiplier: once each per traced (torch: per run) step

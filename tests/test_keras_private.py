@@ -51,6 +51,14 @@ def test_raw_step_counter_under_gradient_accumulation():
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4
 
 
+@pytest.mark.parametrize("accumulation", [None, 3])
+def test_update_count_is_what_kerass_iterations_property_gives(accumulation):
+    model = _model(0.1, gradient_accumulation_steps=accumulation)
+    _keras.step_variable(model.optimizer).assign(7)
+    assert int(keras.ops.convert_to_numpy(_keras.update_count(model.optimizer))) == int(
+        keras.ops.convert_to_numpy(model.optimizer.iterations)) == (7 // (accumulation or 1))
+
+
 def test_retrace_builds_a_new_train_function():
     model = _model(0.1)
     x = np.zeros((4, 2), "float32")

@@ -42,12 +42,25 @@ def replace_schedule(optimizer, schedule) -> None:
         raise TypeError("replace_schedule replaces a schedule by a schedule, got the rate "
                         f"{rate_of(optimizer)!r}")
     optimizer._learning_rate = schedule
+    prepare = getattr(optimizer, "prepare_values", None)
+    if prepare is not None:  # a stepsched optimizer: its values on torch, made eagerly
+        prepare()
 
 
 def step_variable(optimizer):
     """The raw step counter the optimizer hands its schedule (``optimizer._iterations``):
     micro-batches under gradient accumulation, where ``iterations`` is computed."""
     return optimizer._iterations
+
+
+def update_count(optimizer):
+    """What Keras's ``optimizer.iterations`` property gives (``_iterations``, divided by
+    ``gradient_accumulation_steps`` where that is set), for a subclass that overrides the
+    property: under torch.compile, ``super().iterations`` in the override gives the
+    property object itself instead of its value (a graph break)."""
+    counter = optimizer._iterations
+    every = optimizer.gradient_accumulation_steps
+    return keras.ops.floor_divide(counter, every) if every else counter
 
 
 def schedule_step(optimizer):

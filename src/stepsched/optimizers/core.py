@@ -422,6 +422,8 @@ class ScheduledOptimizer:
                     g = g.with_schedules(schedules, frozen)
                 groups.append(g)
             st.groups = groups
+        if changed:
+            self.prepare_values()
         return changed
 
     def plan_entries(self) -> dict[str, Schedule]:
@@ -454,6 +456,7 @@ class ScheduledOptimizer:
             groups.append(g)
         if st.groups is not None:
             st.groups = groups
+        self.prepare_values()
 
     # ------------------------------------------------------------------ Keras hooks
     def build(self, var_list):
@@ -479,6 +482,29 @@ class ScheduledOptimizer:
             for index, state in _keras.per_variable_state(self, list(var_list)).items():
                 known = {id(v) for v in st.slots.get(index, [])}
                 st.slots.setdefault(index, []).extend(v for v in state if id(v) not in known)
+            if isinstance(self, _TorchFused):  # made here, not in a compiled step
+                self._layout(list(var_list))
+        self.prepare_values()
+
+    def prepare_values(self) -> None:
+        """torch: evaluate, once and eagerly, every value the update reads (the rate, the
+        hyperparameters, the groups' rates), so that what is made once per schedule (its
+        table on the device, the groups' joint table) is made here and not inside a
+        ``torch.compile``d step, where making it would break the graph. Called when the
+        optimizer is built and when a plan or a rate changes; a no-op elsewhere."""
+        if keras.backend.backend() != "torch" or not self.built:
+            return
+        st = self._stepsched
+        rate = _keras.rate_of(self)
+        if isinstance(rate, Schedule) and rate.is_symbolic or any(
+                s.is_symbolic for s in self.plan_entries().values()):
+            return  # not planned yet: made when it is
+        import torch
+
+        with torch.no_grad():
+            base_lr = _keras.current_learning_rate(self)
+            if st.schedules or st.groups:
+                _Step(self, st, base_lr if st.groups else None)
 
     def _assign_groups(self, variables):
         st = self._stepsched
@@ -585,7 +611,7 @@ class ScheduledOptimizer:
 
     @property
     def iterations(self):
-        counter = super().iterations
+        counter = _keras.update_count(self)
         offset = self._stepsched.iteration_offset if hasattr(self, "_stepsched") else None
         if offset is None:
             return counter
@@ -751,12 +777,16 @@ def _rate_vector(groups: list) -> tuple:
         return vector, [g.index for g in groups]
     import torch
 
-    distinct, slot = [], {}
+    # by identity, compared with ``is``: under torch.compile ``id()`` of a tensor becomes a
+    # guard on that tensor object, which is new at every step (a recompilation each step)
+    distinct, which = [], []
     for g in groups:
-        if id(g.rate) not in slot:
-            slot[id(g.rate)] = len(distinct)
+        at = next((i for i, d in enumerate(distinct) if d is g.rate), None)
+        if at is None:
+            at = len(distinct)
             distinct.append(g.rate)
-    return torch.stack(distinct), [slot[id(g.rate)] for g in groups]
+        which.append(at)
+    return torch.stack(distinct), which
 
 
 def scheduled_values(optimizer, step: int, rate: float | None = None) -> dict[str, float]:
