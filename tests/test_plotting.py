@@ -17,9 +17,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import stepsched as ss  # noqa: E402
-from stepsched.plotting import MAX_POINTS, key_points, key_steps, text_chart  # noqa: E402
+from stepsched.plotting import key_points, key_steps, text_chart  # noqa: E402
 from stepsched.schedules.base import Recipe, Schedule  # noqa: E402
 from stepsched.schedules.planned import Planned  # noqa: E402
+from stepsched.schedules.preview import MAX_POINTS  # noqa: E402
 
 CLASSIC = ss.Warmup(ss.epochs(2)) >> ss.Exponential(1e-3, rate=0.96, every=1000)
 
@@ -210,9 +211,12 @@ def test_module_examples_run():
     import doctest
 
     from stepsched import plotting
+    from stepsched.schedules import preview
 
-    failures, tried = doctest.testmod(plotting, optionflags=doctest.ELLIPSIS)
+    failures, tried = doctest.testmod(preview, optionflags=doctest.ELLIPSIS)
     assert tried >= 3 and failures == 0
+    failures, tried = doctest.testmod(plotting, optionflags=doctest.ELLIPSIS)
+    assert tried >= 1 and failures == 0
     from stepsched.schedules import keys  # key_steps, which plotting re-exports
 
     failures, tried = doctest.testmod(keys, optionflags=doctest.ELLIPSIS)
@@ -307,7 +311,7 @@ def _composites_without_key_steps(schedules) -> list[str]:
     """Classes that hold other schedules but do not say where their joins are."""
     return sorted({type(s).__name__ for s in schedules
                    if _child_classes(s) and not isinstance(s, Recipe)
-                   and getattr(type(s), "key_steps", None) is None})
+                   and type(s).key_steps is Schedule.key_steps})
 
 
 def test_every_registered_schedule_has_a_key_step_example():
@@ -341,7 +345,7 @@ def test_key_steps_of_every_class(name):
     got = key_steps(schedule, horizon)
     assert [s for s, _ in got] == [float(s) for s in expected]
     assert all(isinstance(label, str) and label for _, label in got)
-    if isinstance(schedule, Recipe) and getattr(type(schedule), "key_steps", None) is None:
+    if isinstance(schedule, Recipe) and type(schedule).key_steps is Recipe.key_steps:
         assert got == key_steps(schedule.explain(), horizon)
     if name != "Warmup":  # a lone Warmup has no value
         points = key_points(schedule, horizon, max_joins=50)

@@ -11,14 +11,10 @@ Formulas never see it: ``Schedule._eval`` hands them ``xp.float(t)``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._host import INT32_MAX, _number
-
-if TYPE_CHECKING:
-    from ._graph import Graph
 
 
 class ExactStep:
@@ -32,7 +28,7 @@ class ExactStep:
     receives ``xp.float(t)``, which the base class does for every formula.
     """
 
-    def __init__(self, n, f, graph: Graph):
+    def __init__(self, n, f, graph):  # graph: the ``_graph.Graph`` evaluator
         self.n = n
         self.f = f  # None means 0
         self.graph = graph

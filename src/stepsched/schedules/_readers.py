@@ -9,19 +9,12 @@ def variable_readers(schedule) -> list:
     cooldown's start), each with ``host_state()``: what their values depend on besides
     the step. Worked out once per schedule."""
     def find():
-        from .base import Recipe
-        from .planned import Planned
-
         out, todo = [], [schedule]
         while todo:
             s = todo.pop()
             if getattr(s, "reads_variables", False):
                 out.append(s)
-            todo.extend(s._children())
-            if isinstance(s, Planned):
-                todo.append(s.resolved)
-            elif isinstance(s, Recipe) and not s.is_symbolic:
-                todo.append(s._built())
+            todo.extend(s._parts())
         return out
 
     return schedule.cached("variable readers", find)

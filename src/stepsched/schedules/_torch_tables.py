@@ -26,11 +26,7 @@ def _split_tail(schedule):
     value is ``tail`` at local step ``step - offset`` (``tail`` None: the value at ``T``
     holds), or, where ``repeat`` is ``(start, period)``, the table's value at the step
     ``period`` steps back, as often as it takes to be below ``start + period``."""
-    from .compose import Sequence
-    from .planned import Planned
-
-    if isinstance(schedule, Planned) and schedule.arg("previous") is None:
-        return _split_tail(schedule.resolved)
+    schedule = schedule._same_values()
     if schedule.is_finite:
         after = schedule.constant_after  # not duration: a changed plan goes on past its end
         if after is None or not math.isfinite(after):
@@ -39,9 +35,9 @@ def _split_tail(schedule):
     period = _whole(schedule.period)
     if period is not None:
         return period - 1, None, 0.0, (0, period)
-    if isinstance(schedule, Sequence) and schedule.arg("relative") and \
-            len(schedule.arg("pieces")) > 1:
-        start, tail = schedule._starts()[-1], schedule.arg("pieces")[-1]
+    last = schedule._last_piece()
+    if last is not None:
+        start, tail = last
         period = _whole(tail.period)
         if period is not None and _whole(start) is not None:
             return int(start) + period - 1, None, 0.0, (int(start), period)
@@ -124,11 +120,10 @@ def tabulated(schedule, step):
         return None
     if not reads_variables(schedule):
         return _look_up(schedule, np.float32, step)
-    from .compose import Wrapper
-
-    if not isinstance(schedule, Wrapper):
+    inner = schedule._pointwise_of()
+    if inner is None:
         return None
-    value = _look_up(schedule.arg("schedule"), np.float64, step)
+    value = _look_up(inner, np.float64, step)
     if value is None:
         return None
     import torch

@@ -17,6 +17,7 @@ import numpy as np
 from .. import _validate
 from ..durations import Duration
 from . import _graph, _host, _readers, _tf_trace, _torch_tables
+from .preview import Previewable
 
 _MISSING = object()
 
@@ -65,18 +66,34 @@ def _deserialize(value: Any) -> Any:
     return value
 
 
+#: The classes that a number and the operators make: ``Constant`` (a number where a
+#: schedule is wanted), ``Sequence`` (``a >> b``), ``Affine`` (``s * k``, ``s + k``),
+#: ``Clip`` (``s.clip()``) and ``PerUpdate`` (``s.per_update()``). They are schedules, so
+#: their modules import this one; each class puts itself here when it is defined
+#: (``@made_by_operators``), and this module never imports the modules above it.
+_MADE_BY_OPERATORS: dict[str, type] = {}
+
+
+def made_by_operators(cls: type) -> type:
+    """Class decorator: ``cls`` is what a number or an operator becomes (see above)."""
+    _MADE_BY_OPERATORS[cls.__name__] = cls
+    return cls
+
+
+def _made(name: str) -> type:
+    return _MADE_BY_OPERATORS[name]
+
+
 def as_schedule(value: Any, name: str = "schedule") -> Schedule:
     """A number becomes ``Constant(value)``; a Schedule passes through."""
     if isinstance(value, Schedule):
         return value
-    from .primitives import Constant
-
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Constant(_validate.number(name, value))
+        return _made("Constant")(_validate.number(name, value))
     raise TypeError(f"{name} must be a stepsched Schedule or a number, got {value!r}")
 
 
-class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+class Schedule(Previewable, keras.optimizers.schedules.LearningRateSchedule):
     """Base class of every stepsched schedule.
 
     ``schedule(step)`` is the in-graph value (``keras.ops``, float32) at optimizer
@@ -124,6 +141,33 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
             elif isinstance(v, (list, tuple)):
                 out.extend(x for x in v if isinstance(x, Schedule))
         return out
+
+    # What the evaluators (``_readers``, ``_torch_tables``, below this module) ask of a
+    # schedule's structure; the subclasses that have one say so by overriding these.
+    def _parts(self) -> list[Schedule]:
+        """The schedules whose values make this one's: its arguments that are schedules
+        (and, for a recipe or a plan, what it stands for)."""
+        return self._children()
+
+    def _same_values(self) -> Schedule:
+        """The simplest schedule known to have this one's value at every step: itself (a
+        plan that never changed: its resolved copy)."""
+        return self
+
+    def _last_piece(self) -> tuple[float, Schedule] | None:
+        """``(start, piece)``: from step ``start`` on, the value is ``piece``'s at
+        ``step - start`` (a relative sequence of several pieces: its last); None."""
+        return None
+
+    def _pointwise_of(self) -> Schedule | None:
+        """The schedule whose value this one's ``transform(value, xp)`` maps, step by step
+        (a wrapper's), or None."""
+        return None
+
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """Where the formula changes piece, up to step ``horizon``: ``(step, label)``.
+        A composite lists its joins (``stepsched.key_steps``); a formula has none."""
+        return []
 
     @property
     def duration(self) -> float | None:
@@ -268,48 +312,34 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
     # ----------------------------------------------------------- composition
     def __rshift__(self, other: Any) -> Schedule:
-        from .compose import Sequence
-
-        return Sequence._join(self, as_schedule(other, "right operand of >>"))
+        return _made("Sequence")._join(self, as_schedule(other, "right operand of >>"))
 
     def __rrshift__(self, other: Any) -> Schedule:
-        from .compose import Sequence
-
-        return Sequence._join(as_schedule(other, "left operand of >>"), self)
+        return _made("Sequence")._join(as_schedule(other, "left operand of >>"), self)
 
     def __mul__(self, k: Any) -> Schedule:
-        from .compose import Affine
-
-        return Affine.of(self, scale=k)
+        return _made("Affine").of(self, scale=k)
 
     __rmul__ = __mul__
 
     def __add__(self, k: Any) -> Schedule:
-        from .compose import Affine
-
-        return Affine.of(self, offset=k)
+        return _made("Affine").of(self, offset=k)
 
     __radd__ = __add__
 
     def __sub__(self, k: Any) -> Schedule:
-        from .compose import Affine
-
         if isinstance(k, bool) or not isinstance(k, (int, float)):
             raise TypeError(f"can only subtract a number from a schedule, got {k!r}")
-        return Affine.of(self, offset=-k)
+        return _made("Affine").of(self, offset=-k)
 
     def __truediv__(self, k: Any) -> Schedule:
-        from .compose import Affine
-
         if isinstance(k, bool) or not isinstance(k, (int, float)) or k == 0:
             raise ValueError(f"can only divide a schedule by a non-zero number, got {k!r}")
-        return Affine.of(self, scale=1.0 / k)
+        return _made("Affine").of(self, scale=1.0 / k)
 
     def clip(self, min: float | None = None, max: float | None = None) -> Schedule:  # noqa: A002
         """Bound the values to ``[min, max]`` (either may be None)."""
-        from .compose import Clip
-
-        return Clip(self, min=min, max=max)
+        return _made("Clip")(self, min=min, max=max)
 
     def per_update(self, accumulation_steps: int) -> Schedule:
         """Count optimizer updates instead of micro-batches under gradient accumulation.
@@ -318,16 +348,7 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         micro-batch counter ``c``; ``s.per_update(k)`` evaluates ``s`` at
         ``c // k``, the number of completed updates.
         """
-        from .compose import PerUpdate
-
-        return PerUpdate(self, accumulation_steps)
-
-    def plot(self, total_steps: int | None = None, ax=None, steps_per_epoch: int | None = None,
-             **kwargs):
-        """Draw the schedule with matplotlib; returns the Axes."""
-        from ..plotting import plot_schedule
-
-        return plot_schedule(self, total_steps, ax=ax, steps_per_epoch=steps_per_epoch, **kwargs)
+        return _made("PerUpdate")(self, accumulation_steps)
 
     # ----------------------------------------------------------- Keras API
     def get_config(self) -> dict:
@@ -443,6 +464,13 @@ class Recipe(Schedule):
     def explain(self) -> Schedule:
         """The composition this recipe stands for (durations resolved)."""
         return self._built()
+
+    def _parts(self) -> list[Schedule]:
+        return self._children() + ([] if self.is_symbolic else [self._built()])
+
+    def key_steps(self, horizon: float) -> list[tuple[float, str]]:
+        """Those of the composition it stands for."""
+        return self.explain().key_steps(horizon)
 
 
 def check_finite_piece(name: str, schedule: Schedule) -> None:

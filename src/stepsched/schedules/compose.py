@@ -10,7 +10,7 @@ import numpy as np
 from .. import _validate
 from ..durations import Duration, duration_arg
 from . import _graph, _host
-from .base import Schedule, as_schedule, check_finite_piece, number_text
+from .base import Schedule, as_schedule, check_finite_piece, made_by_operators, number_text
 from .keys import key_steps
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
@@ -60,6 +60,7 @@ class Warmup(Schedule):
 
 
 @_register
+@made_by_operators
 class Sequence(Schedule):
     """Pieces one after another: each runs for its duration, then the next begins.
 
@@ -108,6 +109,12 @@ class Sequence(Schedule):
     @property
     def is_finite(self) -> bool:
         return self.arg("pieces")[-1].is_finite
+
+    def _last_piece(self) -> tuple[float, Schedule] | None:
+        pieces = self.arg("pieces")
+        if not self.arg("relative") or len(pieces) < 2:
+            return None
+        return self._starts()[-1], pieces[-1]
 
     def _starts(self) -> list[float]:
         def compute():
@@ -392,6 +399,9 @@ class Wrapper(Schedule):
     def transform(self, value, xp):
         raise NotImplementedError
 
+    def _pointwise_of(self) -> Schedule:
+        return self.arg("schedule")
+
     def _eval(self, t, xp, clip: bool = True):
         return self.transform(self.arg("schedule")._eval(t, xp, clip), xp)
 
@@ -401,6 +411,7 @@ class Wrapper(Schedule):
 
 
 @_register
+@made_by_operators
 class Affine(Wrapper):
     """``scale * schedule + offset`` (what ``s * k`` and ``s + k`` build)."""
 
@@ -435,6 +446,7 @@ class Affine(Wrapper):
 
 
 @_register
+@made_by_operators
 class Clip(Wrapper):
     """The schedule bounded to ``[min, max]`` (what ``s.clip(min, max)`` builds)."""
 
@@ -455,6 +467,7 @@ class Clip(Wrapper):
 
 
 @_register
+@made_by_operators
 class PerUpdate(Schedule):
     """Evaluate ``schedule`` at ``step // accumulation_steps`` (optimizer updates).
 

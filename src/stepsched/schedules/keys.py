@@ -1,17 +1,16 @@
 """Key steps: where a schedule's formula changes piece (joins, restarts, boundaries).
 
-Each composite lists its own with a ``key_steps(horizon)`` method; previews,
-plots and the command line (``stepsched.plotting``) label them.
+Each composite lists its own with a ``key_steps(horizon)`` method (a recipe those of
+what it stands for, a formula none: ``Schedule.key_steps``); previews, plots and the
+command line (``schedules/preview.py``) label them.
 """
 
 from __future__ import annotations
 
-from .base import Recipe, Schedule
-
 __all__ = ["key_steps"]
 
 
-def key_steps(schedule: Schedule, horizon: float) -> list[tuple[float, str]]:
+def key_steps(schedule, horizon: float) -> list[tuple[float, str]]:
     """Where ``schedule``'s formula changes piece, up to step ``horizon``: ``(step, label)``.
 
     Each composite says where its joins are with a ``key_steps(horizon)``
@@ -25,9 +24,4 @@ def key_steps(schedule: Schedule, horizon: float) -> list[tuple[float, str]]:
     >>> key_steps(ss.Restarts(ss.Linear(1.0, 0.0, 100), limit=3), 1000)
     [(100.0, 'restart'), (200.0, 'restart')]
     """
-    method = getattr(schedule, "key_steps", None)
-    if method is not None:
-        return list(method(horizon))
-    if isinstance(schedule, Recipe):
-        return key_steps(schedule.explain(), horizon)
-    return []
+    return list(schedule.key_steps(horizon))

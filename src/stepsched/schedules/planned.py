@@ -152,6 +152,12 @@ class Planned(Schedule):
     def resolve(self, steps_per_epoch=None, total_steps=None) -> Schedule:
         return self
 
+    def _parts(self) -> list[Schedule]:
+        return self._children() + [self.resolved]
+
+    def _same_values(self) -> Schedule:
+        return self.resolved._same_values() if self.arg("previous") is None else self
+
     def _eval(self, t, xp, clip: bool = True):
         previous = self.arg("previous")
         if previous is None:

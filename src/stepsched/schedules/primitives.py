@@ -10,12 +10,13 @@ import numpy as np
 from .. import _validate
 from ..durations import Duration, duration_arg
 from . import _host
-from .base import Schedule
+from .base import Schedule, made_by_operators
 
 _register = keras.saving.register_keras_serializable(package="stepsched")
 
 
 @_register
+@made_by_operators
 class Constant(Schedule):
     r"""A constant value.
 
