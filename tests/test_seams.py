@@ -175,6 +175,25 @@ def test_batch_units_plan_hyperparameters_and_groups():
     np.testing.assert_allclose(_weights(model), expect, rtol=1e-5)
 
 
+@pytest.mark.parametrize("where", ["momentum", "group"])
+def test_a_batch_scaled_value_with_no_durations_waits_for_its_plan(where):
+    """A BatchScaled around a constant needs fit()'s batch size although it is not in epochs
+    or fractions: nothing evaluates it before it is planned (torch's eager evaluation at
+    build once did, and the first fit raised)."""
+    scaled = ss.BatchScaled(ss.Constant(0.2), base_batch_size=1)  # x2 at a batch of 2
+    steps = np.ones(SPE_STEPS)
+    if where == "momentum":
+        opt = so.SGD(ss.Constant(0.1), momentum=scaled)
+        expect = [_sgd(0.1 * steps, 0.4 * steps)[-1]] * 2
+    else:
+        opt = so.SGD(ss.Constant(0.1), groups=[so.Group("a", pattern="a/*"),
+                                                so.Group("rest", learning_rate=scaled)])
+        expect = [_sgd(0.1 * steps)[-1], _sgd(0.4 * steps)[-1]]
+    model = _two_weight_model(opt)
+    _fit(model, [ss.callbacks.Plan()], [])
+    np.testing.assert_allclose(_weights(model), expect, rtol=1e-5)
+
+
 def test_hyperparameter_and_group_plans_come_back_from_load_model(tmp_path):
     """A later fit of a loaded model follows the same plan history as the model kept in
     memory: the rate, momentum and each group's schedules."""
@@ -313,6 +332,43 @@ def test_batch_scheduler_plans_a_schedule_in_epochs():
     t = np.arange(2 * SPE_STEPS, dtype=np.float64)
     np.testing.assert_allclose(-np.diff(np.r_[0.0, a]), 0.1 * np.maximum(1 - t / 4, 0),
                                rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("policy", ["auto", "continue"])
+def test_a_batch_scheduler_made_anew_for_the_next_fit_goes_on_with_the_plan(policy, tmp_path):
+    """The plan of BatchLearningRateScheduler's schedule is the optimizer's, not the
+    callback's: a callback made anew for a second, longer fit re-plans by the policy (a
+    finished plan under "auto" starts again, with a warning), as one callback kept
+    across the fits does, and a fresh process resuming from BackupAndRestore gets it."""
+    def scheduler():
+        return ss.callbacks.BatchLearningRateScheduler(ss.Linear(0.1, 0.0, ss.fraction(1.0)))
+
+    model = _two_weight_model(keras.optimizers.SGD(0.1))
+    record = []
+    plan = ss.callbacks.Plan(on_change=policy)
+    _fit(model, [scheduler(), plan], record)                  # SPE_STEPS steps
+    with pytest.warns(UserWarning, match="plan"):
+        model.fit(X, X, batch_size=BATCH, epochs=2, verbose=0, shuffle=False,
+                  callbacks=[scheduler(), plan, _Record(record)])
+    n1, n = SPE_STEPS, 3 * SPE_STEPS
+    t = np.arange(n, dtype=np.float64)
+    if policy == "auto":  # the first plan had ended: a new one over the second fit
+        rate = np.where(t < n1, 0.1 * (1 - t / n1), 0.1 * (1 - (t - n1) / (n - n1)))
+    else:  # the rest of the plan, from where it was, over the longer run
+        rate = np.where(t < n1, 0.1 * (1 - t / n1), 0.0)
+    a = np.asarray([w[0] for _, w in record])
+    np.testing.assert_allclose(-np.diff(np.r_[0.0, a]), rate, rtol=1e-5, atol=1e-7)
+
+    # the plan travels in the weights file: restored into a model compiled afresh
+    model.save_weights(tmp_path / "w.weights.h5")
+    fresh = _two_weight_model(keras.optimizers.SGD(0.1))
+    callback = scheduler()
+    callback.set_model(fresh)  # what fit() does first: the plan's state is attached
+    fresh.optimizer.build(fresh.trainable_variables)
+    fresh.load_weights(tmp_path / "w.weights.h5")
+    earlier = fresh.optimizer.stepsched_plan.by_callback
+    assert isinstance(earlier, ss.Planned)
+    assert earlier.get_config() == model.optimizer.stepsched_plan.by_callback.get_config()
 
 
 @pytest.mark.parametrize("name", sorted(so.OPTIMIZERS))

@@ -31,6 +31,9 @@ from ..schedules.planned import Planned
 __all__ = ["PlanState", "attach", "adopt_saved_plans"]
 
 RATE = "learning_rate"
+#: the name of the plan of ``BatchLearningRateScheduler``'s schedule (the optimizer's rate
+#: is then a float that the callback assigns)
+BY_CALLBACK = "BatchLearningRateScheduler"
 
 
 def _entries(optimizer) -> dict:
@@ -50,17 +53,33 @@ class PlanState(RunState):
         super().__init__(name="stepsched_plan", dtype="float32")
         self._optimizer = weakref.ref(optimizer)  # not tracked: Keras walks attributes
         self.saved: dict | None = None  # plans read from a weights file, not adopted yet
+        #: the plan of ``BatchLearningRateScheduler``'s schedule for this optimizer: kept
+        #: here, not on the callback, so that a callback made anew for a later fit()
+        #: goes on with it by the same policy (and a resumed run gets it from the file)
+        self.by_callback: Planned | None = None
 
     def save_state(self, store) -> None:
         optimizer = self._optimizer()
         plans = {} if optimizer is None else {
             name: keras.saving.serialize_keras_object(value)
             for name, value in _entries(optimizer).items() if isinstance(value, Planned)}
+        if self.by_callback is not None:
+            plans[BY_CALLBACK] = keras.saving.serialize_keras_object(self.by_callback)
         store["0"] = np.frombuffer(json.dumps(plans).encode(), np.uint8)
 
     def load_state(self, store) -> None:
         text = np.asarray(store["0"], np.uint8).tobytes().decode()
-        self.saved = json.loads(text) or None
+        plans = json.loads(text)
+        if BY_CALLBACK in plans:
+            self.by_callback = keras.saving.deserialize_keras_object(plans.pop(BY_CALLBACK))
+        self.saved = plans or None
+
+    def callback_plan(self, schedule) -> Schedule:
+        """What ``BatchLearningRateScheduler`` plans for this fit(): its earlier plan of
+        ``schedule`` (the same schedule as written), or ``schedule`` itself."""
+        earlier = self.by_callback
+        return earlier if isinstance(earlier, Planned) and _same_schedule(schedule, earlier) \
+            else schedule
 
 
 def attach(optimizer) -> PlanState:

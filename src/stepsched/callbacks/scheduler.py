@@ -12,6 +12,7 @@ from .. import _keras, _validate
 from ..schedules.base import Schedule
 from ..schedules.planned import plan
 from .base import StepschedCallback, _policy, inner_optimizer, run_context
+from .plan_state import attach
 
 __all__ = ["BatchLearningRateScheduler"]
 
@@ -126,13 +127,15 @@ class BatchLearningRateScheduler(StepschedCallback):
         super().on_epoch_begin(epoch, logs)
         if first and isinstance(self.schedule, Schedule):
             # the callback's own schedule is planned as the optimizer's values are: from
-            # this fit's parameters, by the same policy, kept across fits
-            own = getattr(self, "_own", None) or self.schedule
+            # this fit's parameters, by the same policy, kept across fits with the
+            # optimizer's other plans (a callback made anew for the next fit goes on)
+            state = attach(self.optimizer)
+            own = state.callback_plan(self.schedule)
             step, context = run_context(self.optimizer, self.params, epoch, own)
-            self._own = plan(own, context, step, _policy(self),
-                             "BatchLearningRateScheduler's schedule",
-                             lambda: _keras.fit_batch_size(self.model))
-            self._fn = self._own.value_at
+            state.by_callback = plan(own, context, step, _policy(self),
+                                     "BatchLearningRateScheduler's schedule",
+                                     lambda: _keras.fit_batch_size(self.model))
+            self._fn = state.by_callback.value_at
 
     def on_train_batch_begin(self, batch, logs=None):
         # Going through self.model matters on JAX: it syncs the jitted state

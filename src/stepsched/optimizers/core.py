@@ -25,7 +25,7 @@ from ..schedules import _torch_tables
 from ..schedules.base import Schedule
 from ..schedules.batch import has_batch_units, resolve_batch
 from ..schedules.modifiers import modifiers, with_modifiers
-from ..schedules.planned import Planned, plan
+from ..schedules.planned import Planned, needs_plan, plan
 from ..schedules.primitives import Constant
 from . import _torch_rates
 from ._live import live
@@ -495,9 +495,8 @@ class ScheduledOptimizer:
         if keras.backend.backend() != "torch" or not self.built:
             return
         st = self._stepsched
-        rate = _keras.rate_of(self)
-        if isinstance(rate, Schedule) and rate.is_symbolic or any(
-                s.is_symbolic for s in self.plan_entries().values()):
+        if needs_plan(_keras.rate_of(self)) or any(
+                needs_plan(s) for s in self.plan_entries().values()):
             return  # not planned yet: made when it is
         import torch
 
@@ -558,15 +557,16 @@ class ScheduledOptimizer:
 
     def _check_planned(self):
         st = self._stepsched
-        todo = [k for k, v in st.schedules.items() if v.is_symbolic]
+        todo = [k for k, v in st.schedules.items() if needs_plan(v)]
         for g in st.groups or ():
-            todo += [f"{g.name}.{k}" for k, v in g.schedules().items() if v.is_symbolic]
+            todo += [f"{g.name}.{k}" for k, v in g.schedules().items() if needs_plan(v)]
             if g.frozen_until is not None and g.frozen_step is None:
                 todo.append(f"{g.name}.frozen_until")
         if todo:
             raise UnresolvedDurationError(
-                f"the schedules of {todo} have durations in epochs or fractions of the run: "
-                "call optimizer.plan(steps_per_epoch=..., total_steps=...) before fit() (a "
+                f"the schedules of {todo} have durations in epochs, fractions of the run, samples "
+                "or tokens (or a BatchScaled without its batch size): call optimizer.plan("
+                "steps_per_epoch=..., total_steps=..., batch_size=...) before fit() (a "
                 "stepsched callback does it at fit() once stepsched's callbacks plan "
                 "optimizers), or resolve them with schedule.resolve(...)")
 

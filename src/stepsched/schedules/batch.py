@@ -75,21 +75,25 @@ class BatchScaled(Wrapper):
         return value * self.factor
 
 
-def _has(value) -> bool:
+def _has(value, planned: tuple = ()) -> bool:
     if isinstance(value, Duration):
         return value.unit in Duration.BATCH_UNITS
+    if isinstance(value, planned):
+        return False
     if isinstance(value, BatchScaled) and value._args["batch_size"] is None:
         return True
     if isinstance(value, Schedule):
-        return any(_has(v) for v in value._args.values())
+        return any(_has(v, planned) for v in value._args.values())
     if isinstance(value, (list, tuple)):
-        return any(_has(v) for v in value)
+        return any(_has(v, planned) for v in value)
     return False
 
 
-def has_batch_units(schedule) -> bool:
-    """Whether ``schedule`` holds ``samples``/``tokens`` durations or an unfilled ``BatchScaled``."""
-    return isinstance(schedule, Schedule) and _has(schedule)
+def has_batch_units(schedule, planned: tuple = ()) -> bool:
+    """Whether ``schedule`` holds ``samples``/``tokens`` durations or an unfilled
+    ``BatchScaled``, as written (``planned``: the types of schedules not to look inside,
+    whose batch size is settled)."""
+    return isinstance(schedule, Schedule) and _has(schedule, planned)
 
 
 def resolve_batch(schedule: Schedule, batch_size: int) -> Schedule:

@@ -286,7 +286,7 @@ def replanned(rate, context: tuple, step: int = 0, on_change: str = "auto",
     if not isinstance(rate, Schedule):
         return rate
     if not isinstance(rate, Planned):
-        if rate.is_symbolic or has_batch_units(rate):
+        if needs_plan(rate):
             spe, end, batch = relevant(rate, context)
             return Planned(rate, spe, end, batch_size=batch)
         return rate
@@ -330,6 +330,15 @@ def _pair(context) -> str:
     names = ("steps_per_epoch", "end", "batch_size")
     return ", ".join(f"{n}={'None' if v is None else format(v, 'g')}"
                      for n, v in zip(names, context, strict=True) if n != "batch_size" or v is not None)
+
+
+def needs_plan(schedule) -> bool:
+    """Whether ``schedule`` cannot be evaluated before ``fit()`` plans it: durations in
+    epochs or a fraction of the run (``is_symbolic``), or in samples or tokens, or a
+    ``BatchScaled`` without its batch size, outside any ``Planned`` (worked out once: the
+    optimizer asks at every update)."""
+    return isinstance(schedule, Schedule) and schedule.cached(
+        "needs a plan", lambda: schedule.is_symbolic or has_batch_units(schedule, Planned))
 
 
 def plan(schedule, context: tuple[float | None, float | None], step: int = 0,
