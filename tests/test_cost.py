@@ -100,11 +100,7 @@ def _optimizer_under_dynamo(make):
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch.compile graph breaks")
-@pytest.mark.parametrize("name", ["AdamW", pytest.param("SGD", marks=pytest.mark.xfail(
-    strict=True, raises=NameError, reason="known defect: torch.compile fails on SGD's test "
-    "of a scheduled momentum (`momentum != 0` on the Live tensor subclass made in the step:"
-    " dynamo's generated code names the subclass but never defines it), with or without "
-    "groups")), "RMSprop"])
+@pytest.mark.parametrize("name", ["AdamW", "RMSprop"])
 def test_torch_compile_traces_a_stepsched_update_with_groups_in_one_graph(name):
     """A scheduled rate and hyperparameter, and groups (a multiplier schedule, a rate of
     their own, a frozen group): one graph from the first trace (what the optimizer makes
@@ -123,6 +119,33 @@ def test_torch_compile_traces_a_stepsched_update_with_groups_in_one_graph(name):
                                         frozen_until=2)])
 
     assert _optimizer_under_dynamo(make) == (0, 5)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="jit_compile=True on torch is torch.compile")
+@pytest.mark.parametrize("name", ["SGD", "RMSprop"])
+def test_torch_compile_of_a_scheduled_momentum_from_zero_gives_the_eager_weights(name):
+    """Keras's torch SGD and RMSprop test their momentum in Python (``!= 0``, ``> 0``);
+    a scheduled momentum is a tensor there, and under ``torch.compile`` that test once
+    crashed the compiled train step (``NameError: __subclass_Tensor_...``). Their update
+    now runs outside the compiled graph: ``jit_compile=True`` gives the eager weights, with
+    the momentum ramping from 0 and a group with a momentum of its own."""
+    def run(jit):
+        keras.utils.set_random_seed(2)
+        inputs = keras.Input((4,))
+        body = keras.layers.Dense(3, name="body")
+        model = keras.Model(inputs, keras.layers.Dense(2, name="head")(body(inputs)))
+        opt = ss.optimizers.OPTIMIZERS[name](
+            ss.WarmupCosine(0.05, 2, 8), momentum=ss.Linear(0.0, 0.9, 4),
+            groups=[ss.optimizers.Group("body", pattern="body/*",
+                                        momentum=ss.Warmup(3) >> ss.Constant(0.5)),
+                    ss.optimizers.Group("head")])
+        model.compile(optimizer=opt, loss="mse", jit_compile=jit)
+        x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+        model.fit(x, x[:, :2], batch_size=2, epochs=1, verbose=0, shuffle=False)
+        return np.concatenate([w.ravel() for w in model.get_weights()])
+
+    eager = run(False)
+    np.testing.assert_allclose(run(True), eager, rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------ stepsched.optimizers on torch

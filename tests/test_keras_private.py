@@ -402,3 +402,28 @@ def test_schedule_step_is_the_counter_plus_the_steps_a_wrapper_skipped():
                                                                          trainable=False)
     assert int(keras.ops.convert_to_numpy(_keras.schedule_step(model.optimizer))) == 7
     assert _keras.read_step(model.optimizer) == 7
+
+
+def test_the_hyperparameters_keras_tests_in_python_are_the_listed_ones():
+    """``_keras.TESTED_HYPERPARAMETERS``: the hyperparameters a built-in optimizer's update
+    tests in Python (``if self.momentum != 0``), found in Keras's source of every
+    ``update_step`` (and, on torch, every fused ``_parallel_update_step``). A scheduled one
+    is a tensor there: stepsched's ``Live`` value answers the test on TF and JAX, and on
+    torch the update runs outside ``torch.compile``."""
+    import inspect
+    import re
+
+    from stepsched.optimizers import OPTIMIZERS
+
+    found = {}
+    for name, cls in OPTIMIZERS.items():
+        base = cls._keras_class()
+        sources = [inspect.getsource(base.update_step)]
+        fused = _keras.torch_fused_class(base) or type(base.__new__(base))
+        if "_parallel_update_step" in vars(fused):
+            sources.append(inspect.getsource(fused._parallel_update_step))
+        tested = sorted({h for h in cls.hyperparameter_names for src in sources
+                         if re.search(rf"\bif self\.{h}\b", src)})
+        if tested:
+            found[name] = tuple(tested)
+    assert found == _keras.TESTED_HYPERPARAMETERS

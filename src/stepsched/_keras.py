@@ -363,3 +363,9 @@ def uses_weight_decay(optimizer, variable) -> bool:
     """Whether the optimizer decays ``variable`` (``optimizer._use_weight_decay``: not one
     excluded by ``exclude_from_weight_decay``)."""
     return optimizer._use_weight_decay(variable)
+
+
+#: optimizer -> the hyperparameters whose value Keras's torch update tests in Python
+#: (``keras/src/backend/torch/optimizers``: SGD ``if self.momentum != 0``, RMSprop
+#: ``if self.momentum > 0``); a scheduled one is a tensor there
+TESTED_HYPERPARAMETERS = {"SGD": ("momentum",), "RMSprop": ("momentum",)}

@@ -544,6 +544,25 @@ class ScheduledOptimizer:
         self._check_planned()
         if st.step is not None:  # re-entered (a wrapper calling apply twice): keep the values
             return super().apply(grads, trainable_variables)
+        if self._tests_a_scheduled_value():
+            return _outside_torch_compile(self._scheduled_apply)(grads, trainable_variables)
+        return self._scheduled_apply(grads, trainable_variables)
+
+    def _tests_a_scheduled_value(self) -> bool:
+        """torch: whether Keras's update tests a value this optimizer schedules (SGD
+        ``momentum != 0``, RMSprop ``momentum > 0``: ``_keras.TESTED_HYPERPARAMETERS``).
+        Under ``torch.compile`` that test on the step's tensor breaks the graph, and the
+        code dynamo makes for the rest of the update fails (``NameError:
+        __subclass_Tensor_...``), so such an update runs outside the compiled graph."""
+        if keras.backend.backend() != "torch":
+            return False
+        tested = _keras.TESTED_HYPERPARAMETERS.get(type(self).__name__, ())
+        st = self._stepsched
+        return any(n in st.schedules or any(n in g.hyperparameters for g in st.groups or ())
+                   for n in tested)
+
+    def _scheduled_apply(self, grads, trainable_variables):
+        st = self._stepsched
         base_lr = _keras.current_learning_rate(self) if st.groups else None
         st.step = _Step(self, st, base_lr)
         for name, value in st.step.globals.items():
@@ -823,6 +842,14 @@ def scheduled_values(optimizer, step: int, rate: float | None = None) -> dict[st
         for name, s in g.hyperparameters.items():
             out[f"{name}/{g.name}"] = s.value_at(step)
     return out
+
+
+def _outside_torch_compile(fn):
+    """``fn``, run eagerly when called inside a ``torch.compile``d function (a graph break
+    around it); as it is elsewhere."""
+    import torch
+
+    return torch.compiler.disable(fn)
 
 
 def _make(base: type) -> type:
