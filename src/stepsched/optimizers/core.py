@@ -545,7 +545,7 @@ class ScheduledOptimizer:
         if st.step is not None:  # re-entered (a wrapper calling apply twice): keep the values
             return super().apply(grads, trainable_variables)
         if self._tests_a_scheduled_value():
-            return _outside_torch_compile(self._scheduled_apply)(grads, trainable_variables)
+            return _outside_torch_compile(self._scheduled_apply, grads, trainable_variables)
         return self._scheduled_apply(grads, trainable_variables)
 
     def _tests_a_scheduled_value(self) -> bool:
@@ -844,12 +844,14 @@ def scheduled_values(optimizer, step: int, rate: float | None = None) -> dict[st
     return out
 
 
-def _outside_torch_compile(fn):
-    """``fn``, run eagerly when called inside a ``torch.compile``d function (a graph break
-    around it); as it is elsewhere."""
+def _outside_torch_compile(fn, *args):
+    """``fn(*args)``, run eagerly when called while ``torch.compile`` traces (a graph break
+    around it); called as it is elsewhere."""
     import torch
 
-    return torch.compiler.disable(fn)
+    if torch.compiler.is_compiling():
+        return torch.compiler.disable(fn)(*args)
+    return fn(*args)
 
 
 def _make(base: type) -> type:
